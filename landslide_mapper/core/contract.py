@@ -1,0 +1,289 @@
+"""The model contract: what a model file says about itself.
+
+A model is an ONNX file whose ``metadata_props`` hold one JSON document under the key
+:data:`METADATA_KEY`. The document is defined here, once, and validated on load: the engine refuses
+a model without a valid contract, training writes it, and :func:`write_contract` adds it to any
+third-party ONNX file.
+
+Input scaling, per band ``i`` (raw raster value ``x``)::
+
+    y = (x * scale + offset - mean) / std        # mean = 0 and std = 1 when not given
+
+Output kinds:
+
+* ``sigmoid_logit``: one channel of logits; probability = sigmoid(logit).
+* ``sigmoid_probability``: one channel already in 0..1.
+* ``softmax2``: two channels of logits (background, landslide); probability = softmax[1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import ModelError
+
+METADATA_KEY = "landslide_mapper"
+SCHEMA = "landslide_mapper.model"
+SCHEMA_VERSION = 1
+OUTPUT_KINDS = ("sigmoid_logit", "sigmoid_probability", "softmax2")
+TILE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """One input band of the network, in order.
+
+    ``name`` is a stable identifier such as ``sentinel2:B04``, ``slope_deg``, ``dem_m`` or ``red``;
+    the engine maps it to a raster band by the band's description (see :mod:`.bands`).
+    """
+
+    name: str
+    description: str = ""
+    scale: float = 1.0
+    offset: float = 0.0
+    mean: float = 0.0
+    std: float = 1.0
+    aliases: tuple[str, ...] = ()
+
+    def normalize(self, raw: Any) -> Any:
+        """Raw raster values (numpy array) -> what the network expects."""
+        return (raw * self.scale + self.offset - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything the engine needs to run a model, and what a user needs to trust it."""
+
+    name: str
+    title: str
+    bands: tuple[BandSpec, ...]
+    pixel_size_m: float
+    tile_size: int
+    overlap: int
+    output_kind: str = "sigmoid_logit"
+    threshold: float = 0.5
+    pixel_size_tolerance: float = 0.25
+    description: str = ""
+    licence: str = ""
+    architecture: str = ""
+    encoder: str = ""
+    nodata_value: float = 0.0
+    training: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def band_count(self) -> int:
+        return len(self.bands)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bands"] = [dict(asdict(b), aliases=list(b.aliases)) for b in self.bands]
+        d["training"] = dict(self.training)
+        d["metrics"] = dict(self.metrics)
+        return {"schema": SCHEMA, **d}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+    def with_updates(self, **changes: Any) -> "ModelContract":
+        return validate(replace(self, **changes).to_dict())
+
+
+_REQUIRED = ("name", "title", "bands", "pixel_size_m", "tile_size", "overlap")
+_NUMBERS = ("pixel_size_m", "threshold", "pixel_size_tolerance", "nodata_value")
+
+
+def validate(doc: Mapping[str, Any], source: str = "model contract") -> ModelContract:
+    """Check a contract document and build a :class:`ModelContract`.
+
+    Collects every problem before raising, so the user sees them all at once.
+    """
+    if not isinstance(doc, Mapping):
+        raise ModelError(f"{source}: expected a JSON object, found {type(doc).__name__}.")
+    problems: list[str] = []
+    version = doc.get("schema_version")
+    if version is None:
+        problems.append("'schema_version' is missing")
+    elif version != SCHEMA_VERSION:
+        problems.append(
+            f"'schema_version' is {version!r}; this version of Landslide Mapper reads "
+            f"{SCHEMA_VERSION} (update the plugin, or re-export the model)"
+        )
+    for key in _REQUIRED:
+        if key not in doc:
+            problems.append(f"'{key}' is missing")
+    for key in ("name", "title"):
+        if key in doc and (not isinstance(doc[key], str) or not doc[key].strip()):
+            problems.append(f"'{key}' must be a non-empty string, found {doc[key]!r}")
+    for key in _NUMBERS:
+        if key in doc and not _is_number(doc[key]):
+            problems.append(f"'{key}' must be a number, found {doc[key]!r}")
+    if _is_number(doc.get("pixel_size_m")) and doc["pixel_size_m"] <= 0:
+        problems.append(f"'pixel_size_m' must be > 0, found {doc['pixel_size_m']}")
+    if _is_number(doc.get("threshold")) and not 0 < doc["threshold"] < 1:
+        problems.append(f"'threshold' must be between 0 and 1, found {doc['threshold']}")
+    tile, overlap = doc.get("tile_size"), doc.get("overlap")
+    if "tile_size" in doc:
+        problems += check_tiling(tile, overlap if isinstance(overlap, int) else 0, raise_=False)
+    if "overlap" in doc and not (isinstance(overlap, int) and overlap >= 0):
+        problems.append(f"'overlap' must be a whole number >= 0, found {overlap!r}")
+    kind = doc.get("output_kind", "sigmoid_logit")
+    if kind not in OUTPUT_KINDS:
+        problems.append(f"'output_kind' must be one of {', '.join(OUTPUT_KINDS)}, found {kind!r}")
+    bands: list[BandSpec] = []
+    raw_bands = doc.get("bands")
+    if "bands" in doc:
+        if not isinstance(raw_bands, Sequence) or isinstance(raw_bands, str) or not raw_bands:
+            problems.append(f"'bands' must be a non-empty list, found {raw_bands!r}")
+        else:
+            for i, b in enumerate(raw_bands):
+                band, band_problems = _band(i, b)
+                problems += band_problems
+                if band is not None:
+                    bands.append(band)
+            names = [b.name for b in bands]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                problems.append(f"band names must be unique, found {', '.join(dupes)} twice")
+    for key in ("training", "metrics"):
+        if key in doc and not isinstance(doc[key], Mapping):
+            problems.append(f"'{key}' must be an object, found {doc[key]!r}")
+    if problems:
+        raise ModelError(f"{source} is not valid: " + "; ".join(problems) + ".")
+    known = {f for f in ModelContract.__dataclass_fields__}
+    kwargs = {k: v for k, v in doc.items() if k in known}
+    kwargs["bands"] = tuple(bands)
+    kwargs["training"] = dict(doc.get("training", {}))
+    kwargs["metrics"] = dict(doc.get("metrics", {}))
+    return ModelContract(**kwargs)
+
+
+def check_tiling(tile_size: Any, overlap: Any, raise_: bool = True) -> list[str]:
+    """Tile size must be a multiple of 32 (encoders downsample by 32); 0 <= overlap < tile / 2."""
+    problems = []
+    if not isinstance(tile_size, int) or isinstance(tile_size, bool) or tile_size <= 0:
+        problems.append(f"tile size must be a positive whole number, found {tile_size!r}")
+    elif tile_size % TILE_MULTIPLE:
+        lower = max(TILE_MULTIPLE, tile_size // TILE_MULTIPLE * TILE_MULTIPLE)
+        problems.append(
+            f"tile size must be a multiple of {TILE_MULTIPLE}, found {tile_size} "
+            f"(try {lower} or {lower + TILE_MULTIPLE})"
+        )
+    elif not isinstance(overlap, int) or overlap < 0 or overlap >= tile_size:
+        problems.append(
+            f"overlap must be a whole number of pixels from 0 to {tile_size - 1} "
+            f"(less than the tile size {tile_size}), found {overlap!r}"
+        )
+    if problems and raise_:
+        from .errors import InputError
+
+        raise InputError("; ".join(problems) + ".")
+    return problems
+
+
+def _band(i: int, b: Any) -> tuple[BandSpec | None, list[str]]:
+    where = f"bands[{i}]"
+    if isinstance(b, str):
+        b = {"name": b}
+    if not isinstance(b, Mapping):
+        return None, [f"{where} must be an object with at least 'name', found {b!r}"]
+    problems = []
+    name = b.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"{where}.name must be a non-empty string, found {name!r}")
+    for key in ("scale", "offset", "mean", "std"):
+        if key in b and not _is_number(b[key]):
+            problems.append(f"{where}.{key} must be a number, found {b[key]!r}")
+    if _is_number(b.get("std", 1.0)) and b.get("std", 1.0) == 0:
+        problems.append(f"{where}.std must not be 0")
+    if _is_number(b.get("scale", 1.0)) and b.get("scale", 1.0) == 0:
+        problems.append(f"{where}.scale must not be 0")
+    aliases = b.get("aliases", [])
+    if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) for a in aliases):
+        problems.append(f"{where}.aliases must be a list of strings, found {aliases!r}")
+    if problems:
+        return None, problems
+    known = {f for f in BandSpec.__dataclass_fields__}
+    kwargs = {k: v for k, v in b.items() if k in known}
+    kwargs["aliases"] = tuple(aliases)
+    return BandSpec(**kwargs), []
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def read_contract(model_path: str | Path) -> ModelContract:
+    """Read and validate the contract of an ONNX model file (without building a session)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"Model file {path}: not found (expected an .onnx file).")
+    model = _load_onnx(path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        found = ", ".join(sorted(props)) or "none"
+        raise ModelError(
+            f"Model file {path}: has no Landslide Mapper contract (metadata key "
+            f"'{METADATA_KEY}' is missing; metadata keys found: {found}). Add one with "
+            f"'landslide-mapper contract {path.name} CONTRACT.json'."
+        )
+    try:
+        doc = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"Model file {path}: the contract is not valid JSON ({exc}).") from exc
+    return validate(doc, source=f"Model file {path}: contract")
+
+
+def write_contract(
+    model_path: str | Path, contract: ModelContract | Mapping[str, Any], out_path: str | Path | None = None
+) -> Path:
+    """Write ``contract`` into the ONNX file's metadata (in place, or to ``out_path``).
+
+    The contract is validated first; the file is written under a temporary name and renamed.
+    """
+    if not isinstance(contract, ModelContract):
+        contract = validate(contract)
+    src = Path(model_path)
+    dst = Path(out_path) if out_path is not None else src
+    model = _load_onnx(src, load_external_data=True)
+    inputs = model.graph.input
+    if inputs:
+        dims = inputs[0].type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != contract.band_count:
+            raise ModelError(
+                f"Model file {src}: the network takes {dims[1].dim_value} input channels but the "
+                f"contract lists {contract.band_count} bands."
+            )
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = contract.to_json()
+    import onnx
+
+    tmp = dst.with_name(f".{dst.name}.partial")
+    try:
+        onnx.save_model(model, str(tmp))
+        tmp.replace(dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dst
+
+
+def _load_onnx(path: Path, load_external_data: bool) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a corrupt file
+        raise ModelError(
+            f"Model file {path}: cannot be read as ONNX ({type(exc).__name__}: {exc}). "
+            "Expected a valid .onnx model; the file may be corrupt or incomplete."
+        ) from exc

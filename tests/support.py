@@ -1,0 +1,54 @@
+"""Shared test helpers: small georeferenced rasters and the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.transform import from_origin
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LANDSLIDE_DATA", REPO.parent / "shared" / "data"))
+
+UTM = "EPSG:32654"
+UTM_ORIGIN = from_origin(500000.0, 4000000.0, 10.0, 10.0)
+
+
+def make_raster(
+    path: str | Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = UTM,
+    transform: Affine | None = UTM_ORIGIN,
+    nodata: float | None = None,
+    descriptions: Sequence[str] | None = None,
+    **profile,
+) -> Path:
+    """Write ``data`` (bands, rows, cols) as a GeoTIFF and return its path."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    kw = dict(driver="GTiff", count=data.shape[0], height=data.shape[1], width=data.shape[2],
+              dtype=data.dtype, nodata=nodata, **profile)
+    if crs is not None:
+        kw["crs"] = crs
+    if transform is not None:
+        kw["transform"] = transform
+    with rasterio.open(path, "w", **kw) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions or (), start=1):
+            dst.set_band_description(i, d)
+    return Path(path)
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under the shared data folder; skips the test with a reason when absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (set LANDSLIDE_DATA to the data folder)")
+    return path
