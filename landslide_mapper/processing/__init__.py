@@ -1,0 +1,1 @@
+"""QGIS Processing glue: the provider and one module per algorithm, thin over ``core``."""

@@ -1,0 +1,98 @@
+"""The engine's Python dependencies inside QGIS: which are missing, and loading the compiled ones.
+
+QGIS runs the plugin in its own Python; rasterio, onnxruntime, fiona, shapely and pyproj are not
+in the plugin zip, so the plugin checks for them at start-up and says how to install them. Inside
+the QGIS application and ``qgis_process`` the compiled ones also need care: see
+:func:`load_native_packages`. Neither function imports QGIS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+REQUIRED_MODULES = ("numpy", "rasterio", "onnxruntime", "fiona", "shapely", "pyproj")
+INSTALL_HINT = (
+    "Install them into the Python that QGIS runs, then restart QGIS. Linux: 'python3 -m pip "
+    "install --user \"numpy<2\" rasterio onnxruntime fiona shapely pyproj' (Debian 12 and "
+    "Ubuntu 23.04+ also need --break-system-packages), or start QGIS with PYTHONPATH set to the "
+    "site-packages of the venv that scripts/setup.sh makes. Windows: the same pip command in the "
+    "OSGeo4W Shell, without --user."
+)
+
+
+def missing_modules() -> list[str]:
+    """Python packages the engine needs that this QGIS's Python cannot import."""
+    missing = []
+    for name in REQUIRED_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # e.g. a broken install, or a module blocked as None
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+# Compiled packages that carry their own GDAL, GEOS, PROJ or protobuf in their wheels.
+NATIVE_PACKAGES = ("shapely", "pyproj", "rasterio", "fiona", "onnx", "onnxruntime")
+# A symbol of each library QGIS itself links (GEOS, GDAL, PROJ).
+HOST_SYMBOLS = ("GEOSversion", "GDALVersionInfo", "proj_context_create")
+
+
+def host_exports_geo_libraries() -> bool:
+    """True when this process's global symbol scope already holds GEOS, GDAL or PROJ.
+
+    That is the case inside the QGIS application and ``qgis_process`` (their executables link
+    QGIS's libraries), not in a Python interpreter that imports ``qgis`` as a module.
+    """
+    if not hasattr(os, "RTLD_DEEPBIND"):
+        return False
+    try:
+        scope = ctypes.CDLL(None)
+    except OSError:
+        return False
+    return any(hasattr(scope, symbol) for symbol in HOST_SYMBOLS)
+
+
+def load_native_packages() -> list[str]:
+    """Import the engine's compiled packages bound to the libraries they were built with.
+
+    Wheels of shapely, rasterio, fiona and pyproj bundle their own GEOS, GDAL and PROJ, often
+    newer than QGIS's. Inside QGIS those names are already in the global scope, so without
+    ``RTLD_DEEPBIND`` a wheel's calls land in QGIS's copy: wrong results (e.g. empty polygons,
+    "WKB output dimension must be 2 or 3") and heap corruption. Loading every compiled module of
+    those packages with ``RTLD_DEEPBIND`` makes each prefer its own bundled library. Linux only
+    (macOS and Windows resolve symbols per library); returns the modules it loaded.
+    """
+    if not host_exports_geo_libraries():
+        return []
+    loaded: list[str] = []
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        for package in NATIVE_PACKAGES:
+            if package in sys.modules:
+                continue  # already loaded by someone else: nothing left to choose
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                continue
+            root = Path(module.__file__).parent
+            for ext in sorted(root.rglob("*.so")):
+                parts = ext.relative_to(root).with_name(ext.name.split(".", 1)[0]).parts
+                name = ".".join((package, *parts))
+                if "tests" in parts or name in sys.modules:
+                    continue
+                try:
+                    importlib.import_module(name)
+                    loaded.append(name)
+                except Exception:  # an optional extension that cannot load here is not needed
+                    continue
+    finally:
+        sys.setdlopenflags(flags)
+    return loaded

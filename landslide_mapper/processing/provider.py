@@ -1,0 +1,54 @@
+"""The Processing provider ``landslide_mapper``: the toolbox group holding the algorithms."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithm import icon_path, tr
+from .map_landslides import MapLandslidesAlgorithm
+from .vectorize_mask import VectorizeMaskAlgorithm
+
+PROVIDER_ID = "landslide_mapper"
+
+
+class LandslideMapperProvider(QgsProcessingProvider):
+    """Provides ``map_landslides`` and ``vectorize_mask``; the engine writes the output files."""
+
+    def id(self) -> str:
+        return PROVIDER_ID
+
+    def name(self) -> str:
+        return tr("Landslide Mapper")
+
+    def longName(self) -> str:
+        return tr("Landslide Mapper: landslide mapping with segmentation models")
+
+    def icon(self) -> QIcon:
+        return QIcon(str(icon_path()))
+
+    def svgIconPath(self) -> str:
+        return str(icon_path())
+
+    def loadAlgorithms(self) -> None:
+        self.addAlgorithm(MapLandslidesAlgorithm())
+        self.addAlgorithm(VectorizeMaskAlgorithm())
+
+    # The engine writes GeoTIFF rasters and GeoPackage (or another OGR file format) vectors itself.
+    def supportsNonFileBasedOutput(self) -> bool:
+        return False
+
+    def defaultRasterFileExtension(self) -> str:
+        return "tif"
+
+    def defaultVectorFileExtension(self, hasGeometry: bool = True) -> str:
+        return "gpkg"
+
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:
+        return ["tif"]
+
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:
+        from ..core.vector_io import DRIVERS  # the formats the engine writes, GeoPackage first
+
+        others = sorted(s.lstrip(".") for s in DRIVERS if s != ".gpkg")
+        return ["gpkg", *others]

@@ -1,0 +1,90 @@
+"""The provider loads into QGIS Processing with both algorithms, documented as a geologist needs."""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+pytestmark = pytest.mark.qgis
+
+ALGORITHMS = {
+    "landslide_mapper:map_landslides": "Map landslides",
+    "landslide_mapper:vectorize_mask": "Vectorize landslide mask",
+}
+ADVANCED = {
+    "landslide_mapper:map_landslides": {
+        "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "FILL_HOLES_M2", "BANDS",
+        "PROBABILITY_FORMAT",
+    },
+    "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2"},
+}
+
+
+def test_provider_is_registered_with_both_algorithms(provider):
+    registry = QgsApplication.processingRegistry()
+    assert registry.providerById("landslide_mapper") is provider
+    assert provider.name() == "Landslide Mapper"
+    assert not provider.icon().isNull()
+    ids = {alg.id() for alg in provider.algorithms()}
+    assert ids == set(ALGORITHMS)
+    for alg_id, title in ALGORITHMS.items():
+        alg = registry.algorithmById(alg_id)
+        assert alg is not None, alg_id
+        assert alg.displayName() == title
+        assert alg.group() == "Landslide mapping"
+        assert len(alg.shortHelpString()) > 200
+
+
+@pytest.mark.parametrize("alg_id", sorted(ALGORITHMS))
+def test_every_parameter_has_help_and_expert_options_are_advanced(provider, alg_id):
+    alg = QgsApplication.processingRegistry().algorithmById(alg_id)
+    advanced = set()
+    for param in alg.parameterDefinitions():
+        assert param.name() == param.name().upper()
+        assert len(param.help()) > 20, f"{alg_id} {param.name()} has no help text"
+        if param.flags() & QgsProcessingParameterDefinition.FlagAdvanced:
+            advanced.add(param.name())
+    assert advanced == ADVANCED[alg_id]
+
+
+def test_map_landslides_parameters_and_outputs(provider):
+    alg = QgsApplication.processingRegistry().algorithmById("landslide_mapper:map_landslides")
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert set(params) == {
+        "INPUT", "MODEL", "MODEL_FILE", "THRESHOLD", "TILE_SIZE", "OVERLAP", "BATCH_SIZE",
+        "DEVICE", "MIN_AREA_M2", "SIMPLIFY_M", "FILL_HOLES_M2", "BANDS", "PROBABILITY_FORMAT",
+        "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
+    }
+    optional = {n for n, p in params.items()
+                if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
+    assert {"THRESHOLD", "TILE_SIZE", "OVERLAP", "MODEL_FILE", "BANDS",
+            "OUTPUT_PROBABILITY", "OUTPUT_MASK"} <= optional
+    assert "OUTPUT_POLYGONS" not in optional and "INPUT" not in optional
+    assert params["MODEL"].options()[-1] == "Custom .onnx file…"
+    assert params["DEVICE"].options() == ["auto", "cpu", "cuda"]
+    outputs = {o.name() for o in alg.outputDefinitions()}
+    assert outputs == {"OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
+                       "POLYGON_COUNT", "PROVIDER"}
+    assert provider.defaultVectorFileExtension(True) == "gpkg"
+    assert provider.defaultRasterFileExtension() == "tif"
+
+
+def test_vectorize_mask_parameters_and_outputs(provider):
+    alg = QgsApplication.processingRegistry().algorithmById("landslide_mapper:vectorize_mask")
+    assert {p.name() for p in alg.parameterDefinitions()} == {
+        "INPUT", "THRESHOLD", "PROBABILITY", "MIN_AREA_M2", "FILL_HOLES_M2", "SIMPLIFY_M",
+        "OUTPUT_POLYGONS",
+    }
+    assert {o.name() for o in alg.outputDefinitions()} == {
+        "OUTPUT_POLYGONS", "POLYGON_COUNT", "TOTAL_AREA_M2"}
+
+
+def test_help_lists_the_bundled_models(provider, model, monkeypatch):
+    monkeypatch.setenv("LANDSLIDE_MAPPER_MODELS", str(model.parent))
+    alg = QgsApplication.processingRegistry().createAlgorithmById("landslide_mapper:map_landslides")
+    text = alg.shortHelpString()
+    assert "<b>rectangles</b>: Dummy linear model" in text
+    model_param = alg.parameterDefinition("MODEL")
+    options = model_param.options()  # folders in LANDSLIDE_MAPPER_MODELS come first
+    assert options[0] == "rectangles" and options[-1] == "Custom .onnx file…"
+    assert model_param.defaultValue() == "rectangles"
