@@ -113,6 +113,10 @@ def _vector_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the model [all cores].")
 @click.option("--bands", callback=_band_list, help="Raster bands for the model's inputs, e.g. 4,3,2 "
               "[matched by band description, else in order].")
+@click.option("--dem", type=_IN, help="DEM (metres, any CRS) for models with slope/elevation bands "
+              "the raster lacks: derived and aligned on the fly.")
+@click.option("--slope", type=_IN, help="A ready slope raster (degrees) to use instead of one "
+              "derived from --dem.")
 @click.option("--probability-format", type=click.Choice(["float32", "uint8"]), default="float32",
               show_default=True)
 @_vector_options
@@ -254,6 +258,13 @@ def contract_command(model_path: Path, contract_path: Path, output: Path | None)
     except LandslideMapperError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"contract of {contract.name!r} written to {written}")
+
+
+# Commands that prepare model-ready inputs (Sentinel-2 stacks, slope), defined in cli_prepare.
+from .cli_prepare import COMMANDS as _PREPARE_COMMANDS  # noqa: E402
+
+for _command in _PREPARE_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

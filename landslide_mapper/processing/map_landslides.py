@@ -54,6 +54,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
     """Runs a segmentation model over a raster and writes probability, mask and polygons."""
 
     INPUT = "INPUT"
+    DEM = "DEM"
     MODEL = "MODEL"
     MODEL_FILE = "MODEL_FILE"
     THRESHOLD = "THRESHOLD"
@@ -100,7 +101,8 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "UAV/aerial orthophoto. Bands are matched to the model by their descriptions (e.g. "
             "B04, red, slope), else by order; set <i>Input bands</i> to choose them yourself. "
             "A raster whose pixel size differs from the model's is resampled on the fly; nodata "
-            "pixels are never mapped as landslide.</p>"
+            "pixels are never mapped as landslide. For models with slope/elevation bands, give a "
+            "<b>DEM</b> and they are derived on the fly.</p>"
             "<p><b>Model</b>: a bundled model, or <i>Custom .onnx file…</i> with "
             "<i>Model file</i>. "
             "From <tt>processing.run</tt> or <tt>qgis_process</tt>, MODEL also accepts a bundled "
@@ -122,6 +124,14 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         self.addParameter(with_help(
             QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")),
             "The raster to map: a multispectral stack or an RGB orthophoto, read from a file.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (for models with slope/elevation "
+                                                          "bands)"), optional=True),
+            "A digital elevation model in metres, any CRS and resolution. When the model wants "
+            "slope (degrees) or elevation bands the input raster lacks, they are derived from "
+            "this DEM (slope by Horn's method) and warped onto the input grid on the fly. Not "
+            "needed for RGB models.",
         ))
         self.addParameter(with_help(
             text_enum(self.MODEL, tr("Model"), options),
@@ -269,6 +279,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         from ..core.engine import map_landslides
 
         input_path = self.raster_path(parameters, self.INPUT, context)
+        dem_path = self.raster_path(parameters, self.DEM, context)
         try:
             model = self.model_path(parameters, context)
         except LandslideMapperError as exc:
@@ -305,6 +316,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 device=device,
                 bands=bands,
+                dem=dem_path,
                 probability_format=probability_format,
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA_M2, context),
                 fill_holes_m2=self.parameterAsDouble(parameters, self.FILL_HOLES_M2, context),

@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import icon_path, tr
 from .map_landslides import MapLandslidesAlgorithm
+from .prepare_sentinel2_stack import PrepareSentinel2StackAlgorithm
 from .vectorize_mask import VectorizeMaskAlgorithm
 
 PROVIDER_ID = "landslide_mapper"
@@ -33,6 +34,7 @@ class LandslideMapperProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(MapLandslidesAlgorithm())
         self.addAlgorithm(VectorizeMaskAlgorithm())
+        self.addAlgorithm(PrepareSentinel2StackAlgorithm())
 
     # The engine writes GeoTIFF rasters and GeoPackage (or another OGR file format) vectors itself.
     def supportsNonFileBasedOutput(self) -> bool:

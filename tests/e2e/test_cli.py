@@ -70,7 +70,7 @@ def test_vectorize_command(tmp_path, scene, model):
     assert run("map", scene, "--model", model, "--mask", tmp_path / "m.tif", "-q").returncode == 0
     res = run("vectorize", tmp_path / "m.tif", "--polygons", tmp_path / "v.gpkg", "-q")
     assert res.returncode == 0, res.stderr
-    assert "2 landslides" in res.stdout and "0.44 ha" in res.stdout
+    assert "2 landslides" in res.stdout and "4.36 ha" in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -395,3 +395,29 @@ def test_cuda_device_runs_on_cuda_or_says_why_not(provider, scene, model, out_di
         with pytest.raises(QgsProcessingException, match="Device 'cuda'"):
             run(params)
         assert list(out_dir.iterdir()) == []
+
+
+def test_dem_supplies_the_slope_band_the_model_wants(provider, tmp_path, out_dir):
+    """A model with a slope band maps a 1-band raster when given a DEM (slope derived on the fly)."""
+    from rasterio.transform import from_origin
+
+    red = make_raster(tmp_path / "red.tif", np.full((1, 64, 64), 50, np.uint8),
+                      descriptions=["red"])
+    x = 500000.0 - 100 + 20.0 * (np.arange(52) + 0.5)
+    z = np.where(x < 500320, 100.0, 100.0 + (x - 500320))  # flat, then 45 degrees east of 500320
+    make_raster(tmp_path / "dem.tif", np.tile(z, (44, 1)).astype(np.float32),
+                transform=from_origin(499900, 4000100, 20, 20))
+    model = tmp_path / "slope.onnx"
+    build_dummy_model(model, bands=["red", "slope_deg"], weights=[0, 1], bias=-30,
+                      tile_size=32, overlap=8)
+    params = {"INPUT": str(red), "DEM": str(tmp_path / "dem.tif"), "MODEL": str(model),
+              "OUTPUT_MASK": str(out_dir / "mask.tif"),
+              "OUTPUT_POLYGONS": str(out_dir / "polygons.gpkg")}
+    result = run(params)
+    assert result["POLYGON_COUNT"] == 1
+    with rasterio.open(out_dir / "mask.tif") as mask:
+        m = mask.read(1)
+    assert (m[:, :28] == 0).all() and (m[:, 36:] == 1).all()
+    del params["DEM"]
+    with pytest.raises(QgsProcessingException, match="slope_deg"):
+        run(params)

@@ -1,4 +1,4 @@
-"""The provider loads into QGIS Processing with both algorithms, documented as a geologist needs."""
+"""The provider loads into QGIS Processing with its algorithms, documented as a geologist needs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ pytestmark = pytest.mark.qgis
 ALGORITHMS = {
     "landslide_mapper:map_landslides": "Map landslides",
     "landslide_mapper:vectorize_mask": "Vectorize landslide mask",
+    "landslide_mapper:prepare_sentinel2_stack": "Prepare Sentinel-2 stack",
 }
 ADVANCED = {
     "landslide_mapper:map_landslides": {
@@ -17,6 +18,7 @@ ADVANCED = {
         "PROBABILITY_FORMAT",
     },
     "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2"},
+    "landslide_mapper:prepare_sentinel2_stack": {"B10_FILL"},
 }
 
 

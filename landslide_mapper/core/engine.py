@@ -1,0 +1,420 @@
+"""Public entry point of the engine: map landslides on a raster with a model.
+
+``map_landslides`` checks everything it can before working (outputs writable, model and contract,
+tiling, raster georeferencing, bands, pixel size, not empty), runs the tiled pipeline of
+:mod:`.inference`, optionally warps the probabilities back from the model's pixel size onto the
+input grid, thresholds the mask on the input grid and vectorizes it. Every output is written under
+a temporary name beside its target and renamed only when the whole run succeeded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from rasterio.windows import Window
+
+from . import raster as rio
+from .bands import map_bands
+from .contract import check_tiling, read_contract
+from .errors import CancelledError, InputError, LandslideMapperError, OutputError
+from .inference import run_tiles
+from .models import resolve_model
+from .runtime import create_session, reader_threads
+from .terrain import augment_with_terrain
+from .tiling import TileGrid
+
+PROBABILITY_FORMATS = ("float32", "uint8")
+
+
+@dataclass
+class MapResult:
+    """What a run wrote and how: paths (None when not asked for), counts and notes."""
+
+    probability_path: Path | None
+    mask_path: Path | None
+    polygons_path: Path | None
+    polygon_count: int
+    provider: str
+    model_name: str
+    band_indexes: list[int]
+    resampled: bool
+    tiles: int
+    seconds: float
+    messages: list[str] = field(default_factory=list)
+
+
+def map_landslides(
+    input_path,
+    model,
+    *,
+    probability_path=None,
+    mask_path=None,
+    polygons_path=None,
+    threshold: float | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int | None = None,
+    bands: Sequence[int] | None = None,
+    dem=None,
+    slope=None,
+    probability_format: str = "float32",
+    min_area_m2: float = 0.0,
+    fill_holes_m2: float = 0.0,
+    simplify_m: float = 0.0,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> MapResult:
+    """Map landslides on ``input_path`` with ``model`` (a bundled name or an .onnx path).
+
+    Writes any of: a probability raster (float32 0..1 with NaN nodata, or uint8 0..254 with 255
+    nodata and scale 1/254), a uint8 mask (1 landslide, 0 not, 255 never scored; a pixel is a
+    landslide when its probability >= ``threshold``) and polygons. When the model wants slope/DEM
+    bands the raster lacks, ``dem`` (any CRS and resolution; optionally a ready ``slope`` raster)
+    supplies them, derived and warped onto the input grid on the fly. Raises InputError, ModelError,
+    OutputError or CancelledError; a failed run leaves existing files at the targets untouched.
+    """
+    t_start = time.perf_counter()
+    messages: list[str] = []
+
+    def note(text: str) -> None:
+        messages.append(text)
+        if log is not None:
+            log(text)
+
+    source = f"Input raster {input_path}"
+    targets = _check_outputs(input_path, probability_path, mask_path, polygons_path)
+    prob_target, mask_target, poly_target = targets
+    if probability_format not in PROBABILITY_FORMATS:
+        raise InputError(
+            f"Probability format: expected float32 or uint8, found {probability_format!r}.")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"Batch size: expected a whole number >= 1, found {batch_size!r}.")
+
+    model_path = resolve_model(model)
+    contract = read_contract(model_path)
+    tile = contract.tile_size if tile_size is None else tile_size
+    ovl = contract.overlap if overlap is None else overlap
+    check_tiling(tile, ovl)
+    thr = contract.threshold if threshold is None else threshold
+    if not isinstance(thr, (int, float)) or not 0.0 < thr < 1.0:
+        raise InputError(f"Threshold: expected a number between 0 and 1, found {thr!r}.")
+
+    with ExitStack() as stack:
+        stack.enter_context(rio.gdal_env())
+        if dem is not None or slope is not None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide-terrain-"))
+            augmented = augment_with_terrain(input_path, dem, contract, workdir, slope_path=slope)
+            if augmented != Path(input_path):
+                note(f"Slope/elevation bands derived from the DEM {dem} on the input grid.")
+            input_path = augmented
+        ds = stack.enter_context(rio.open_input(input_path))
+        rio.check_georeferenced(ds, source)
+        local = rio.crs_note(ds, source)
+        if local:
+            note(local)
+        mapping = map_bands(contract.bands, list(ds.descriptions), explicit=bands, source=source)
+        for m in mapping.messages:
+            note(m)
+        plan = rio.plan_resampling(ds, contract, source)
+        session = create_session(model_path, contract, device=device, threads=threads)
+        threads_note = (f" ({session.threads} thread{'s' if session.threads != 1 else ''})"
+                        if session.provider == "CPUExecutionProvider" else "")
+        note(f"Model '{contract.name}' runs on {session.provider}{threads_note}.")
+        if session.fixed_size is not None and session.fixed_size != (tile, tile):
+            raise InputError(
+                f"Tile size {tile}: the model {model_path.name} only takes tiles of "
+                f"{session.fixed_size[0]} x {session.fixed_size[1]} px; use that tile size.")
+        if session.fixed_batch is not None and batch_size != session.fixed_batch:
+            note(f"Batch size {batch_size} -> {session.fixed_batch}: the model was exported with a "
+                 "fixed batch size.")
+            batch_size = session.fixed_batch
+        in_reader = rio.BandReader(ds, mapping.indexes, contract.bands, contract.nodata_value)
+        if in_reader.zero_is_nodata:
+            note(f"{source}: declares no nodata value, alpha band or mask; pixels that are 0 in "
+                 "every band (a black collar) are treated as nodata and never mapped.")
+        if not rio.has_valid_pixels(in_reader):
+            raise InputError(
+                f"{source}: every pixel of bands {mapping.indexes} is nodata (or NaN/masked); "
+                "nothing to map. Check the raster's nodata value and extent."
+            )
+
+        def tile_reader(dataset) -> rio.BandReader:
+            """A reader on its own handle (one per reader thread), on the model's grid."""
+            if plan is not None:
+                dataset = stack.enter_context(rio.working_dataset(dataset, plan))
+            return rio.BandReader(dataset, mapping.indexes, contract.bands, contract.nodata_value)
+
+        n_readers = reader_threads(session.provider)
+        readers = [in_reader if plan is None else tile_reader(ds)] + [
+            tile_reader(stack.enter_context(rio.open_input(input_path)))
+            for _ in range(n_readers - 1)]
+        if plan is not None:
+            px, py = rio.pixel_size_m(ds)
+            note(f"Resampled: the raster's pixel size ({math.sqrt(px * py):.3g} m) differs from "
+                 f"the model's ({contract.pixel_size_m:g} m); the model runs on a {plan.width} x "
+                 f"{plan.height} grid and probabilities are warped back onto the input grid.")
+        grid = TileGrid.build(readers[0].ds.height, readers[0].ds.width, tile, ovl)
+
+        staging = _Staging(prob_target, mask_target, poly_target, resampled=plan is not None)
+        steps = _Progress(progress, polygons=poly_target is not None, resampled=plan is not None)
+        writers = _Writers(thr, probability_format)
+        try:
+            stats = _map_rasters(in_reader, readers, plan, grid, session, contract.output_kind,
+                                 staging, writers, batch_size, is_canceled, steps)
+            note(f"{stats.tiles} tiles of {tile} px (overlap {ovl}) in "
+                 f"{stats.wall_seconds:.1f} s with {n_readers} reader thread"
+                 f"{'s' if n_readers != 1 else ''}; the model was busy "
+                 f"{100 * stats.model_busy:.0f} % of that time.")
+            count = 0
+            if poly_target is not None:
+                count = _vectorize(staging, contract.name, min_area_m2, fill_holes_m2, simplify_m,
+                                   is_canceled, steps.polygons)
+                note(f"{count} polygon{'s' if count != 1 else ''} written.")
+            if is_canceled is not None and is_canceled():
+                raise CancelledError("Cancelled by the user; no output was written.")
+            staging.publish()
+        except BaseException:
+            staging.discard()
+            raise
+        steps.done()
+
+    return MapResult(
+        probability_path=prob_target, mask_path=mask_target, polygons_path=poly_target,
+        polygon_count=count, provider=session.provider, model_name=contract.name,
+        band_indexes=list(mapping.indexes), resampled=plan is not None, tiles=stats.tiles,
+        seconds=time.perf_counter() - t_start, messages=messages,
+    )
+
+
+class _Staging:
+    """The run's files under temporary names beside their targets: published or discarded.
+
+    A probability or mask nobody asked for (needed by the polygons) stays temporary and is removed.
+    """
+
+    def __init__(self, prob_target: Path | None, mask_target: Path | None,
+                 poly_target: Path | None, resampled: bool):
+        self.targets = (prob_target, mask_target, poly_target)
+        anchor = next(p for p in self.targets if p is not None).with_suffix(".tif")
+        want_polygons = poly_target is not None
+        self.prob = rio.temporary_sibling(prob_target or anchor) if (
+            prob_target is not None or want_polygons) else None
+        self.mask = rio.temporary_sibling(mask_target or anchor) if (
+            mask_target is not None or want_polygons) else None
+        self.polygons = rio.temporary_sibling(poly_target) if want_polygons else None
+        self.work = rio.temporary_sibling(anchor, "work") if resampled else None
+
+    def publish(self) -> None:
+        prob_target, mask_target, poly_target = self.targets
+        if prob_target is not None:
+            os.replace(self.prob, prob_target)
+        if mask_target is not None:
+            os.replace(self.mask, mask_target)
+        if poly_target is not None:
+            _publish_vector(self.polygons, poly_target)
+        self._remove_rasters()
+
+    def discard(self) -> None:
+        self._remove_rasters()
+        if self.polygons is not None:
+            _remove_vector(self.polygons)
+
+    def _remove_rasters(self) -> None:
+        for p in (self.prob, self.mask, self.work):
+            if p is not None:
+                rio.remove_quietly(p)
+
+
+class _Progress:
+    """Maps each step's own 0..1 onto the run's 0..1 and keeps what is reported monotonic.
+
+    Tiles take the first part, warping back (when resampled) the next, polygons the last 10 %.
+    """
+
+    def __init__(self, callback: Callable[[float], None] | None, polygons: bool, resampled: bool):
+        self.callback, self.last = callback, 0.0
+        self.polygon_start = 0.9 if polygons else 1.0
+        self.warp_start = 0.8 * self.polygon_start if resampled else self.polygon_start
+
+    def _report(self, f: float) -> None:
+        f = min(1.0, f)
+        if f > self.last:
+            self.last = f
+            if self.callback is not None:
+                self.callback(f)
+
+    def tiles(self, f: float) -> None:
+        self._report(f * self.warp_start)
+
+    def warp(self, f: float) -> None:
+        self._report(self.warp_start + f * (self.polygon_start - self.warp_start))
+
+    def polygons(self, f: float) -> None:
+        self._report(self.polygon_start + f * (1.0 - self.polygon_start))
+
+    def done(self) -> None:
+        self._report(1.0)
+
+
+def _map_rasters(in_reader: rio.BandReader, readers: list[rio.BandReader],
+                 plan: rio.ResamplePlan | None,
+                 grid: TileGrid, session, output_kind: str, staging: _Staging, writers: "_Writers",
+                 batch_size: int, is_canceled, steps: _Progress):
+    """Run the tiles and write the probability and mask rasters (temporary names) on the input grid.
+
+    Without resampling, finished rows go straight to the outputs. With it, the model's grid gets a
+    temporary float32 probability raster that is then warped back onto the input grid.
+    """
+    ds = in_reader.ds
+    with ExitStack() as outs:
+        def create(path: Path, dtype: str, nodata, desc: str, scale=None, grid_of=ds):
+            return outs.enter_context(rio.create_output(
+                path, crs=ds.crs, transform=grid_of.transform, width=grid_of.width,
+                height=grid_of.height, dtype=dtype, nodata=nodata, description=desc, scale=scale))
+
+        def open_outputs() -> None:
+            if staging.prob is not None:
+                if writers.uint8:
+                    writers.prob = create(staging.prob, "uint8", rio.UINT8_NODATA,
+                                          "landslide probability (x 1/254)", scale=rio.UINT8_SCALE)
+                else:
+                    writers.prob = create(staging.prob, "float32", rio.PROBABILITY_NODATA,
+                                          "landslide probability")
+            if staging.mask is not None:
+                writers.mask = create(staging.mask, "uint8", rio.UINT8_NODATA, "landslide mask")
+
+        if plan is None:
+            open_outputs()
+            return run_tiles(readers, grid, session, output_kind, writers.write,
+                             batch_size=batch_size, is_canceled=is_canceled, progress=steps.tiles)
+        with rio.create_output(staging.work, crs=ds.crs, transform=plan.transform,
+                               width=plan.width, height=plan.height, dtype="float32",
+                               nodata=rio.PROBABILITY_NODATA, description="probability") as work:
+            def sink(row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
+                work.write(prob[None], window=Window(0, row0, prob.shape[1], prob.shape[0]))
+
+            stats = run_tiles(readers, grid, session, output_kind, sink, batch_size=batch_size,
+                              is_canceled=is_canceled, progress=steps.tiles)
+        open_outputs()
+        _warp_back(staging.work, in_reader, writers, is_canceled, steps.warp)
+        return stats
+
+
+class _Writers:
+    """Writes finished rows to the probability and mask rasters (on the input grid)."""
+
+    def __init__(self, threshold: float, probability_format: str):
+        self.threshold = np.float32(threshold)
+        self.uint8 = probability_format == "uint8"
+        self.prob = None
+        self.mask = None
+
+    def write(self, row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
+        window = Window(0, row0, prob.shape[1], prob.shape[0])
+        if self.prob is not None:
+            if self.uint8:
+                q = np.full(prob.shape, rio.UINT8_NODATA, np.uint8)
+                q[valid] = np.rint(np.clip(prob[valid], 0, 1) * 254).astype(np.uint8)
+                self.prob.write(q[None], window=window)
+            else:
+                self.prob.write(prob[None], window=window)
+        if self.mask is not None:
+            m = np.full(prob.shape, rio.UINT8_NODATA, np.uint8)
+            m[valid] = prob[valid] >= self.threshold
+            self.mask.write(m[None], window=window)
+
+
+def _warp_back(work_path: Path, in_reader: rio.BandReader, writers: _Writers,
+               is_canceled, progress) -> None:
+    """Probabilities on the working grid -> the input grid, one block of rows at a time.
+
+    Pixels masked in the input stay nodata even when the warped probability covers them.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    ds = in_reader.ds
+    with rasterio.open(work_path) as work, WarpedVRT(
+            work, crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height,
+            resampling=Resampling.bilinear, src_nodata=rio.PROBABILITY_NODATA,
+            nodata=rio.PROBABILITY_NODATA) as back:
+        for row0 in range(0, ds.height, rio.BLOCK):
+            if is_canceled is not None and is_canceled():
+                raise CancelledError("Cancelled by the user; no output was written.")
+            window = Window(0, row0, ds.width, min(rio.BLOCK, ds.height - row0))
+            prob = back.read(1, window=window).astype(np.float32, copy=False)
+            valid = in_reader.read_valid(window) & np.isfinite(prob)
+            prob = np.where(valid, prob, np.float32(np.nan))
+            writers.write(row0, prob, valid)
+            progress(min(1.0, (row0 + rio.BLOCK) / ds.height))
+
+
+def _vectorize(staging: _Staging, model_name: str, min_area_m2: float, fill_holes_m2: float,
+               simplify_m: float, is_canceled, progress) -> int:
+    """Polygons from the (temporary) mask, with probability attributes; returns their count."""
+    try:
+        from .vectorize import vectorize_mask
+    except ImportError as exc:
+        raise OutputError(
+            f"Polygons {staging.targets[2]}: vectorization is not available ({exc}).") from exc
+    result = vectorize_mask(staging.mask, staging.polygons, probability_path=staging.prob,
+                            min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
+                            simplify_m=simplify_m, model_name=model_name,
+                            progress=progress, is_canceled=is_canceled)
+    return int(result.count)
+
+
+def _vector_parts(tmp: Path) -> list[Path]:
+    """The temporary vector file and its side-cars (a shapefile's .shx, .dbf, ...; -wal, -shm)."""
+    prefix = tmp.stem + "."
+    return [p for p in tmp.parent.iterdir() if p.name.startswith(prefix)]
+
+
+def _publish_vector(tmp: Path, target: Path) -> None:
+    for part in _vector_parts(tmp):
+        if part.name != tmp.name and part.name.startswith(tmp.name):
+            part.unlink(missing_ok=True)  # a GeoPackage's -wal/-shm journal, not part of the result
+            continue
+        os.replace(part, target.with_name(target.stem + part.name[len(tmp.stem):]))
+
+
+def _remove_vector(tmp: Path) -> None:
+    for part in _vector_parts(tmp):
+        part.unlink(missing_ok=True)
+
+
+def _check_outputs(input_path, *paths) -> list[Path | None]:
+    """Normalize output paths and fail early (before any work) when one cannot be written."""
+    named = ("Probability raster", "Mask raster", "Polygons")
+    out = [None if p is None or str(p) == "" else Path(p) for p in paths]
+    if all(p is None for p in out):
+        raise OutputError("Outputs: none given. Give at least one of probability_path, mask_path "
+                          "or polygons_path.")
+    resolved = [p.resolve() if p is not None else None for p in out]
+    seen: dict[Path, str] = {}
+    for what, p, r in zip(named, out, resolved):
+        if p is None:
+            continue
+        if input_path is not None and Path(input_path).exists() and r == Path(input_path).resolve():
+            raise OutputError(
+                f"{what} {p}: is the input raster itself; choose another output path.")
+        if r in seen:
+            raise OutputError(f"{what} {p}: the same path is also given for the {seen[r].lower()}.")
+        seen[r] = what
+        rio.check_writable(p, what)
+    return out
+
+
+__all__ = ["MapResult", "map_landslides", "LandslideMapperError"]
