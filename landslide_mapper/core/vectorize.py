@@ -471,14 +471,23 @@ class _Finisher:
         return np.bincount(owner, weights=areas, minlength=len(geoms))
 
     def _fill(self, item: _Finished) -> _Finished:
-        holes = [Polygon(r) for p in shapely.get_parts(item.geometry) for r in p.interiors]
-        if not holes:
+        """Drop the interior rings smaller than ``fill_holes_m2`` and absorb their islands."""
+        parts = shapely.get_parts(item.geometry)
+        rings = [list(p.interiors) for p in parts]
+        flat = [Polygon(r) for rs in rings for r in rs]
+        if not flat:
             return item
-        hole_area = self.measure.area(self.to_crs(np.array(holes, dtype=object)))
-        filled = [h for h, a in zip(holes, hole_area) if a < self.fill_holes_m2]
-        if not filled:
+        small = (self.measure.area(self.to_crs(np.array(flat, dtype=object)))
+                 < self.fill_holes_m2).tolist()
+        if not any(small):
             return item
-        geom = shapely.simplify(shapely.union_all([item.geometry, *filled]), 0)
+        filled = [h for h, f in zip(flat, small) if f]
+        kept, i = [], 0
+        for part, rs in zip(parts, rings):
+            flags = small[i:i + len(rs)]
+            kept.append(Polygon(part.exterior, [r for r, f in zip(rs, flags) if not f]))
+            i += len(rs)
+        geom = kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
         self._absorb_islands(item.comp, filled)
         return _Finished(_key(geom, item.comp.pixels), geom, item.comp)
 
@@ -505,7 +514,9 @@ class _Finisher:
             for cx in range(cx0, cx1 + 1):
                 for cy in range(cy0, cy1 + 1):
                     for island in self.cells.get((cx, cy), ()):
-                        if id(island) not in seen and shapely.contains_xy(hole, *island.point):
+                        px, py = island.point
+                        if (x0 < px < x1 and y0 < py < y1 and id(island) not in seen
+                                and shapely.contains_xy(hole, px, py)):
                             seen.add(id(island))
                             found.append(island)
         for island in found:
@@ -584,8 +595,8 @@ class _Finisher:
 
 
 def _cell(xy: Any) -> tuple[int, int]:
-    """The 64 x 64-pixel cell of a pixel-space point (index of pending islands)."""
-    return int(xy[0] // 64), int(xy[1] // 64)
+    """The 16 x 16-pixel cell of a pixel-space point (index of pending islands)."""
+    return int(xy[0] // 16), int(xy[1] // 16)
 
 
 def _polygonal(geom: Any) -> Any:

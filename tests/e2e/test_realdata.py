@@ -17,7 +17,7 @@ import pytest
 import rasterio
 from rasterio.merge import merge
 from shapely.geometry import shape
-from shapely.ops import transform as shapely_transform
+from shapely import transform as shapely_transform_coords
 
 from landslide_mapper.core.dummy import build_dummy_model
 from landslide_mapper.core.engine import map_landslides
@@ -63,7 +63,7 @@ def _check_outputs(raster: Path, out: Path, cut: float, result) -> None:
         c = geom.centroid
         laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={c.y} +lon_0={c.x} +ellps=WGS84")
         to_laea = pyproj.Transformer.from_crs(crs, laea, always_xy=True).transform
-        area = shapely_transform(to_laea, geom).area
+        area = shapely_transform_coords(geom, lambda xy: np.column_stack(to_laea(xy[:, 0], xy[:, 1]))).area
         props = f["properties"]
         assert props["area_m2"] == pytest.approx(area, rel=5e-3)
         assert props["area_ha"] == pytest.approx(props["area_m2"] / 10_000)

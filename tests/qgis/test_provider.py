@@ -11,6 +11,9 @@ ALGORITHMS = {
     "landslide_mapper:map_landslides": "Map landslides",
     "landslide_mapper:vectorize_mask": "Vectorize landslide mask",
     "landslide_mapper:prepare_sentinel2_stack": "Prepare Sentinel-2 stack",
+    "landslide_mapper:export_training_chips": "Export training chips",
+    "landslide_mapper:train_model": "Train landslide model",
+    "landslide_mapper:evaluate_landslides": "Evaluate landslide map",
 }
 ADVANCED = {
     "landslide_mapper:map_landslides": {
@@ -19,6 +22,10 @@ ADVANCED = {
     },
     "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2"},
     "landslide_mapper:prepare_sentinel2_stack": {"B10_FILL"},
+    "landslide_mapper:export_training_chips": {"BLOCK_SIZE", "SEED", "BANDS"},
+    "landslide_mapper:train_model": {"BATCH_SIZE", "LEARNING_RATE", "DEVICE", "THREADS",
+                                     "MAX_STEPS"},
+    "landslide_mapper:evaluate_landslides": {"PIXEL_SIZE"},
 }
 
 
