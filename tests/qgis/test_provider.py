@@ -60,13 +60,13 @@ def test_map_landslides_parameters_and_outputs(provider):
     alg = QgsApplication.processingRegistry().algorithmById("landslide_mapper:map_landslides")
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert set(params) == {
-        "INPUT", "MODEL", "MODEL_FILE", "THRESHOLD", "TILE_SIZE", "OVERLAP", "BATCH_SIZE",
+        "INPUT", "DEM", "MODEL", "MODEL_FILE", "THRESHOLD", "TILE_SIZE", "OVERLAP", "BATCH_SIZE",
         "DEVICE", "MIN_AREA_M2", "SIMPLIFY_M", "FILL_HOLES_M2", "BANDS", "PROBABILITY_FORMAT",
         "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
     }
     optional = {n for n, p in params.items()
                 if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
-    assert {"THRESHOLD", "TILE_SIZE", "OVERLAP", "MODEL_FILE", "BANDS",
+    assert {"DEM", "THRESHOLD", "TILE_SIZE", "OVERLAP", "MODEL_FILE", "BANDS",
             "OUTPUT_PROBABILITY", "OUTPUT_MASK"} <= optional
     assert "OUTPUT_POLYGONS" not in optional and "INPUT" not in optional
     assert params["MODEL"].options()[-1] == "Custom .onnx file…"
