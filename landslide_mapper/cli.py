@@ -133,9 +133,6 @@ def map_command(input_path: Path, model: str, polygons: Path | None, probability
             input_path, model, probability_path=probability, mask_path=mask, polygons_path=polygons,
             progress=progress, is_canceled=cancel, log=None if quiet else _log, **options,
         )
-    if not quiet:
-        for message in result.messages:
-            click.echo(message, err=True)
     lines = [f"model {result.model_name} on {result.provider}, bands {result.band_indexes}, "
              f"{result.tiles} tiles in {result.seconds:.1f} s"]
     for label, path in (("probability", result.probability_path), ("mask", result.mask_path),
@@ -264,6 +261,12 @@ def contract_command(model_path: Path, contract_path: Path, output: Path | None)
 from .cli_prepare import COMMANDS as _PREPARE_COMMANDS  # noqa: E402
 
 for _command in _PREPARE_COMMANDS:
+    main.add_command(_command)
+
+# The annotator's loop (training chips, training, evaluation), defined in cli_loop.
+from .cli_loop import COMMANDS as _LOOP_COMMANDS  # noqa: E402
+
+for _command in _LOOP_COMMANDS:
     main.add_command(_command)
 
 

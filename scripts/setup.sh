@@ -41,5 +41,11 @@ fi
 .venv/bin/python -m pip install -q --upgrade "pip>=23" >/dev/null
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-.venv/bin/python -m pip install -q -c constraints.txt -e "$spec"
+log="$(mktemp)"
+if ! .venv/bin/python -m pip install -q -c constraints.txt -e "$spec" >"$log" 2>&1; then
+  cat "$log" >&2; rm -f "$log"
+  echo "setup.sh: installing the Python packages failed (see above)" >&2
+  exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c "import qgis.core, rasterio, onnxruntime; print('Landslide Mapper set up:', 'QGIS', qgis.core.Qgis.QGIS_VERSION, '| rasterio', rasterio.__version__, '| onnxruntime', onnxruntime.__version__)"
