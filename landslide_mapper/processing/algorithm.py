@@ -214,6 +214,43 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
         return path
 
 
+    def add_polygon_parameters(self) -> None:
+        """MIN_AREA_M2, SIMPLIFY_M and (advanced) FILL_HOLES_M2: the polygon clean-up options."""
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "MIN_AREA_M2", tr("Minimum landslide area (m²)"), type=DOUBLE,
+                defaultValue=0.0, minValue=0.0,
+            ),
+            "Polygons smaller than this area are dropped (0 keeps all). Removes speckle.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "SIMPLIFY_M", tr("Simplify outlines (tolerance, m)"), type=DOUBLE,
+                defaultValue=0.0, minValue=0.0,
+            ),
+            "Topology-preserving simplification of the polygon outlines; 0 keeps the pixel "
+            "staircase edges. About half the pixel size gives smooth, faithful outlines.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "FILL_HOLES_M2", tr("Fill holes smaller than (m²)"), type=DOUBLE,
+                defaultValue=0.0, minValue=0.0,
+            ),
+            "Holes inside a landslide polygon smaller than this area are filled (0 keeps all).",
+            advanced=True,
+        ))
+
+    def polygon_options(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> dict[str, float]:
+        """The engine's keyword arguments for the options of :meth:`add_polygon_parameters`."""
+        return {
+            "min_area_m2": self.parameterAsDouble(parameters, "MIN_AREA_M2", context),
+            "fill_holes_m2": self.parameterAsDouble(parameters, "FILL_HOLES_M2", context),
+            "simplify_m": self.parameterAsDouble(parameters, "SIMPLIFY_M", context),
+        }
+
+
 def _as_index(value: Any) -> int | None:
     """An option index given as a number or as digits; None for anything else."""
     if isinstance(value, bool):

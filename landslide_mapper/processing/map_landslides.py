@@ -155,29 +155,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "Pixels whose landslide probability is at least this value are mapped as landslide. "
             "Empty (or 0 / -1): the threshold recommended by the model.",
         ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA_M2, tr("Minimum landslide area (m²)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Polygons smaller than this area are dropped (0 keeps all). Removes speckle.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.SIMPLIFY_M, tr("Simplify outlines (tolerance, m)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Topology-preserving simplification of the polygon outlines; 0 keeps the pixel "
-            "staircase edges. About half the pixel size gives smooth, faithful outlines.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.FILL_HOLES_M2, tr("Fill holes smaller than (m²)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Holes inside a landslide polygon smaller than this area are filled (0 keeps all).",
-            advanced=True,
-        ))
+        self.add_polygon_parameters()
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
                 self.TILE_SIZE, tr("Tile size (pixels, empty = model's default)"), type=INTEGER,
@@ -318,9 +296,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
                 bands=bands,
                 dem=dem_path,
                 probability_format=probability_format,
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA_M2, context),
-                fill_holes_m2=self.parameterAsDouble(parameters, self.FILL_HOLES_M2, context),
-                simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY_M, context),
+                **self.polygon_options(parameters, context),
                 progress=progress,
                 is_canceled=is_canceled,
                 log=log,

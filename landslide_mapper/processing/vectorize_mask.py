@@ -83,28 +83,7 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
             "Optional: a probability raster on the same grid; each polygon then gets its mean "
             "and max probability.",
         ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA_M2, tr("Minimum landslide area (m²)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Polygons smaller than this area are dropped (0 keeps all).",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.SIMPLIFY_M, tr("Simplify outlines (tolerance, m)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Topology-preserving simplification of the outlines; 0 keeps the pixel edges.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterNumber(
-                self.FILL_HOLES_M2, tr("Fill holes smaller than (m²)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
-            ),
-            "Holes inside a polygon smaller than this area are filled (0 keeps all).",
-            advanced=True,
-        ))
+        self.add_polygon_parameters()
         self.addParameter(with_help(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT_POLYGONS, tr("Landslide polygons"), type=VECTOR_POLYGON,
@@ -138,9 +117,7 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
                 polygons_path,
                 probability_path=probability_path,
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA_M2, context),
-                fill_holes_m2=self.parameterAsDouble(parameters, self.FILL_HOLES_M2, context),
-                simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY_M, context),
+                **self.polygon_options(parameters, context),
                 progress=progress,
                 is_canceled=is_canceled,
             )
