@@ -6,8 +6,11 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import icon_path, tr
+from .evaluate_landslides import EvaluateLandslidesAlgorithm
+from .export_training_chips import ExportTrainingChipsAlgorithm
 from .map_landslides import MapLandslidesAlgorithm
 from .prepare_sentinel2_stack import PrepareSentinel2StackAlgorithm
+from .train_model import TrainModelAlgorithm
 from .vectorize_mask import VectorizeMaskAlgorithm
 
 PROVIDER_ID = "landslide_mapper"
@@ -35,6 +38,9 @@ class LandslideMapperProvider(QgsProcessingProvider):
         self.addAlgorithm(MapLandslidesAlgorithm())
         self.addAlgorithm(VectorizeMaskAlgorithm())
         self.addAlgorithm(PrepareSentinel2StackAlgorithm())
+        self.addAlgorithm(ExportTrainingChipsAlgorithm())
+        self.addAlgorithm(TrainModelAlgorithm())
+        self.addAlgorithm(EvaluateLandslidesAlgorithm())
 
     # The engine writes GeoTIFF rasters and GeoPackage (or another OGR file format) vectors itself.
     def supportsNonFileBasedOutput(self) -> bool:

@@ -1,0 +1,525 @@
+"""Scoring a landslide map against a reference inventory: pixel scores and object matching.
+
+Pixel scores come from confusion counts over the scored pixels (inside ``area``, not nodata in
+either input), with the definitions of the training module's metrics:
+
+* precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN),
+  accuracy = (TP + TN) / (TP + FP + FN + TN);
+* dataset IoU = sum TP / sum (TP + FP + FN) over all images; per-image IoU = mean of each image's
+  TP / (TP + FP + FN), leaving out images with nothing in either (0 / 0); a zero denominator
+  gives ``zero_division`` (0).
+
+Objects: a predicted polygon *hits* a reference polygon when their IoU (area of intersection over
+area of union, both clipped to ``area``) is at least ``iou_threshold``; pairs are matched one to
+one, greedily by decreasing IoU. Unmatched predictions are *false alarms*, unmatched reference
+polygons *misses*. Object precision = hits / predicted, recall = hits / reference.
+
+Inputs are polygon files or rasters (a 0/1 mask or a probability raster, cut at ``threshold``).
+The pixel grid is the predicted raster's, else the reference raster's, else (both polygons) the
+reference's extent at ``pixel_size`` (CRS units). A raster on another grid is reprojected onto it
+(nearest neighbour). Nodata pixels, and 255 in a uint8 raster without nodata (the chips'
+"unknown"), are not scored.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.features import rasterize, shapes
+
+from .chips import area_geometry, read_polygon_layer
+from .errors import CancelledError, InputError, OutputError
+from .raster import check_georeferenced, open_input
+
+VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite"}
+PIXEL_KEYS = ("precision", "recall", "f1", "accuracy", "iou_dataset", "iou_per_image")
+MAX_AUTO_PIXELS = 4000
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel scores (the same count-based definitions as training/metrics.py)
+
+
+def pixel_scores(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None,
+                 zero_division: float = 0.0) -> dict[str, Any]:
+    """All pixel scores for one image (H, W) or a stack (N, H, W) of boolean arrays."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference {truth.shape}")
+    valid = np.ones(pred.shape, bool) if valid is None else np.asarray(valid, bool)
+    if pred.ndim == 2:
+        pred, truth, valid = pred[None], truth[None], valid[None]
+    axes = (1, 2)
+    tp_i = np.count_nonzero(pred & truth & valid, axis=axes)
+    fp_i = np.count_nonzero(pred & ~truth & valid, axis=axes)
+    fn_i = np.count_nonzero(~pred & truth & valid, axis=axes)
+    tn_i = np.count_nonzero(~pred & ~truth & valid, axis=axes)
+    tp, fp, fn, tn = (int(a.sum()) for a in (tp_i, fp_i, fn_i, tn_i))
+    union_i = tp_i + fp_i + fn_i
+    scored = union_i > 0
+    image_iou = tp_i[scored] / union_i[scored]
+    empty_both = int((~scored).sum())
+
+    def ratio(num: float, den: float) -> float:
+        return float(num / den) if den else float(zero_division)
+
+    n_all = len(image_iou) + empty_both
+    return {
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
+        "iou_dataset": ratio(tp, tp + fp + fn),
+        "iou_per_image": float(image_iou.mean()) if len(image_iou) else float(zero_division),
+        "iou_per_image_empty_as_one": ratio(float(image_iou.sum()) + empty_both, n_all),
+        "images": n_all,
+        "images_empty_both": empty_both,
+        "pixels": tp + fp + fn + tn,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Object matching
+
+
+@dataclass
+class Match:
+    """One-to-one matching of predicted and reference polygons."""
+
+    pred_match: list[int]          # index of the matched reference polygon, -1 for none
+    pred_iou: list[float]          # IoU with the match, else the best IoU with any reference
+    ref_match: list[int]
+    ref_iou: list[float]
+
+    @property
+    def hits(self) -> int:
+        return sum(1 for m in self.pred_match if m >= 0)
+
+
+def match_polygons(predicted: Sequence[Any], reference: Sequence[Any],
+                   iou_threshold: float = 0.5) -> Match:
+    """Greedy one-to-one matching by decreasing IoU; pairs below ``iou_threshold`` never match."""
+    pred = np.asarray(list(predicted), dtype=object)
+    ref = np.asarray(list(reference), dtype=object)
+    pred_match, ref_match = [-1] * len(pred), [-1] * len(ref)
+    pred_best, ref_best = [0.0] * len(pred), [0.0] * len(ref)
+    pairs: list[tuple[float, int, int]] = []
+    if len(pred) and len(ref):
+        tree = shapely.STRtree(ref)
+        pi, ri = tree.query(pred, predicate="intersects")
+        if len(pi):
+            inter = shapely.area(shapely.intersection(pred[pi], ref[ri]))
+            union = shapely.area(pred[pi]) + shapely.area(ref[ri]) - inter
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+            for p, r, v in zip(pi.tolist(), ri.tolist(), iou.tolist()):
+                pred_best[p] = max(pred_best[p], v)
+                ref_best[r] = max(ref_best[r], v)
+                if v >= iou_threshold and v > 0:
+                    pairs.append((v, p, r))
+    pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
+    pred_iou, ref_iou = list(pred_best), list(ref_best)
+    for v, p, r in pairs:
+        if pred_match[p] < 0 and ref_match[r] < 0:
+            pred_match[p], ref_match[r] = r, p
+            pred_iou[p] = ref_iou[r] = v
+    return Match(pred_match, pred_iou, ref_match, ref_iou)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class _Grid:
+    crs: Any
+    transform: Affine
+    width: int
+    height: int
+
+
+def is_vector(path: str | os.PathLike[str]) -> bool:
+    """A polygon file (by extension, or a ``path|layername=`` source) rather than a raster."""
+    text = str(path)
+    return "|layername=" in text or Path(text.split("|", 1)[0]).suffix.lower() in VECTOR_SUFFIXES
+
+
+def _raster_grid(path: Any, what: str) -> _Grid:
+    with open_input(path) as ds:
+        check_georeferenced(ds, f"{what} {path}")
+        return _Grid(ds.crs, ds.transform, ds.width, ds.height)
+
+
+def _read_raster_on(path: Any, grid: _Grid, threshold: float, what: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(landslide, valid) boolean arrays of a mask/probability raster on ``grid``."""
+    from rasterio.warp import Resampling, reproject
+
+    with open_input(path) as ds:
+        check_georeferenced(ds, f"{what} {path}")
+        same = (ds.crs == grid.crs and ds.transform.almost_equals(grid.transform)
+                and ds.width == grid.width and ds.height == grid.height)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if same:
+                data = ds.read(1).astype("float64")
+                valid = ds.read_masks(1) > 0
+            else:
+                data = np.full((grid.height, grid.width), np.nan)
+                reproject(ds.read(1).astype("float64"), data, src_transform=ds.transform,
+                          src_crs=ds.crs, dst_transform=grid.transform, dst_crs=grid.crs,
+                          src_nodata=ds.nodata, dst_nodata=np.nan,
+                          resampling=Resampling.nearest)
+                valid = np.isfinite(data)
+        scale = ds.scales[0] if ds.scales else 1.0
+        offset = ds.offsets[0] if ds.offsets else 0.0
+        if ds.nodata is None and ds.dtypes[0] == "uint8":
+            valid &= data != 255
+        valid &= np.isfinite(data)
+    values = data * (scale or 1.0) + (offset or 0.0)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(values, nan=0.0) >= threshold, valid
+
+
+@dataclass
+class _Side:
+    """One input on the grid: landslide pixels, valid pixels and its polygons (grid CRS)."""
+
+    land: np.ndarray
+    valid: np.ndarray
+    polygons: list[Any]
+    ids: list[int]
+    messages: list[str] = field(default_factory=list)
+
+
+def _load(path: Any, grid: _Grid, threshold: float, what: str, clip: Any) -> _Side:
+    shape = (grid.height, grid.width)
+    if is_vector(path):
+        layer = read_polygon_layer(path, grid.crs, what=what)
+        geoms = layer.geometries
+        land = (rasterize([(g, 1) for g in geoms], out_shape=shape, transform=grid.transform,
+                          fill=0, dtype="uint8").astype(bool) if geoms else np.zeros(shape, bool))
+        polys, ids = geoms, layer.ids
+        messages = layer.messages
+    else:
+        land, valid = _read_raster_on(path, grid, threshold, what)
+        polys = [shapely.geometry.shape(g) for g, v in
+                 shapes(land.astype("uint8"), mask=land & valid, transform=grid.transform) if v]
+        ids = list(range(1, len(polys) + 1))
+        messages = []
+        return _Side(land & valid, valid, *_clip(polys, ids, clip), messages)
+    return _Side(land, np.ones(shape, bool), *_clip(polys, ids, clip), messages)
+
+
+def _clip(polys: list[Any], ids: list[int], clip: Any) -> tuple[list[Any], list[int]]:
+    """Polygons clipped to the evaluated area; those wholly outside are left out."""
+    if clip is None:
+        return list(polys), list(ids)
+    out, out_ids = [], []
+    for g, i in zip(polys, ids):
+        if g.intersects(clip):
+            part = g.intersection(clip)
+            if part.area > 0:
+                out.append(part)
+                out_ids.append(i)
+    return out, out_ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Result and report
+
+
+@dataclass
+class EvaluationResult:
+    """Pixel scores, object counts and scores, and where the outputs were written."""
+
+    pixel: dict[str, Any]
+    hits: int
+    misses: int
+    false_alarms: int
+    predicted_count: int
+    reference_count: int
+    iou_threshold: float
+    threshold: float
+    grid: dict[str, Any]
+    polygons_path: Path | None = None
+    reference_polygons_path: Path | None = None
+    report_path: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def object_precision(self) -> float:
+        return self.hits / self.predicted_count if self.predicted_count else 0.0
+
+    @property
+    def object_recall(self) -> float:
+        return self.hits / self.reference_count if self.reference_count else 0.0
+
+    @property
+    def object_f1(self) -> float:
+        den = self.predicted_count + self.reference_count
+        return 2 * self.hits / den if den else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pixel": self.pixel,
+            "objects": {"predicted": self.predicted_count, "reference": self.reference_count,
+                        "hits": self.hits, "misses": self.misses,
+                        "false_alarms": self.false_alarms, "precision": self.object_precision,
+                        "recall": self.object_recall, "f1": self.object_f1,
+                        "iou_threshold": self.iou_threshold},
+            "threshold": self.threshold,
+            "grid": self.grid,
+        }
+
+    def _rows(self) -> list[tuple[str, str]]:
+        p = self.pixel
+        rows = [(f"pixel {k.replace('_', ' ')}", f"{p[k]:.4f}") for k in PIXEL_KEYS]
+        rows += [("pixels scored", f"{p['pixels']:,}"),
+                 ("TP / FP / FN / TN", f"{p['tp']:,} / {p['fp']:,} / {p['fn']:,} / {p['tn']:,}"),
+                 ("predicted polygons", str(self.predicted_count)),
+                 ("reference polygons", str(self.reference_count)),
+                 (f"hits (IoU >= {self.iou_threshold:g})", str(self.hits)),
+                 ("misses", str(self.misses)),
+                 ("false alarms", str(self.false_alarms)),
+                 ("object precision", f"{self.object_precision:.4f}"),
+                 ("object recall", f"{self.object_recall:.4f}"),
+                 ("object F1", f"{self.object_f1:.4f}")]
+        return rows
+
+    def markdown(self) -> str:
+        lines = ["# Landslide map evaluation", "", "| measure | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self._rows()]
+        lines += ["", f"Grid: {self.grid.get('width')} x {self.grid.get('height')} pixels in "
+                  f"{self.grid.get('crs')}; probability threshold {self.threshold:g}."]
+        lines += [f"- {m}" for m in self.messages]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        body = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:right'>"
+                       f"{html.escape(v)}</td></tr>" for k, v in self._rows())
+        notes = "".join(f"<li>{html.escape(m)}</li>" for m in self.messages)
+        return ("<html><head><meta charset='utf-8'><title>Landslide map evaluation</title>"
+                "</head><body><h2>Landslide map evaluation</h2>"
+                "<table border='1' cellspacing='0' cellpadding='4'><tr><th>measure</th>"
+                f"<th>value</th></tr>{body}</table>"
+                f"<p>Grid: {self.grid.get('width')} x {self.grid.get('height')} pixels in "
+                f"{html.escape(str(self.grid.get('crs')))}; probability threshold "
+                f"{self.threshold:g}.</p>" + (f"<ul>{notes}</ul>" if notes else "")
+                + "</body></html>\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation
+
+
+def evaluate_landslides(
+    predicted: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    *,
+    area: Any = None,
+    iou_threshold: float = 0.5,
+    threshold: float = 0.5,
+    out_polygons: str | os.PathLike[str] | None = None,
+    report_path: str | os.PathLike[str] | None = None,
+    out_reference: str | os.PathLike[str] | None = None,
+    pixel_size: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+) -> EvaluationResult:
+    """Score ``predicted`` against ``reference`` inside ``area`` (polygon file or extent).
+
+    ``out_polygons``: predicted polygons with ``match_id``, ``match_iou``, ``status``
+    (hit/false_alarm); the reference polygons (status hit/miss) go to ``out_reference``, or,
+    when that is not given, to a ``reference`` layer of an ``out_polygons`` GeoPackage.
+    ``report_path``: ``.html`` or markdown (and the numbers as ``.json`` beside it).
+    """
+    progress = progress or (lambda f: None)
+    is_canceled = is_canceled or (lambda: False)
+    if not 0 < iou_threshold <= 1:
+        raise InputError(f"IoU threshold: expected a value in (0, 1], found {iou_threshold}.")
+    for out in (out_polygons, out_reference):
+        if out is not None:
+            from .vector_io import check_writable
+
+            check_writable(out)
+    if report_path is not None:
+        rp = Path(report_path)
+        if not rp.parent.is_dir():
+            raise OutputError(f"Report {rp}: the folder {rp.parent} does not exist. Create it or "
+                              "choose another path.")
+    messages: list[str] = []
+    if not is_vector(predicted):
+        grid = _raster_grid(predicted, "Predicted raster")
+    elif not is_vector(reference):
+        grid = _raster_grid(reference, "Reference raster")
+    else:
+        grid = _polygon_grid(reference, predicted, area, pixel_size, messages)
+    clip = None
+    if area is not None:
+        clip, area_msgs = area_geometry(area, grid.crs, what="Evaluation area")
+        messages += area_msgs
+    progress(0.1)
+    pred = _load(predicted, grid, threshold, "Predicted", clip)
+    if is_canceled():
+        raise CancelledError("Evaluation cancelled; nothing was written.")
+    progress(0.3)
+    ref = _load(reference, grid, threshold, "Reference", clip)
+    messages += pred.messages + ref.messages
+    progress(0.5)
+    valid = pred.valid & ref.valid
+    if clip is not None:
+        valid &= rasterize([(clip, 1)], out_shape=valid.shape, transform=grid.transform, fill=0,
+                           dtype="uint8").astype(bool)
+    if not valid.any():
+        raise InputError(
+            f"Evaluation of {predicted} against {reference}: no pixel is scored (the inputs and "
+            "the area do not overlap, or every pixel is nodata). Check the area, the CRSs and "
+            "the extents.")
+    pixel = pixel_scores(pred.land, ref.land, valid)
+    if is_canceled():
+        raise CancelledError("Evaluation cancelled; nothing was written.")
+    progress(0.7)
+    match = match_polygons(pred.polygons, ref.polygons, iou_threshold)
+    hits = match.hits
+    result = EvaluationResult(
+        pixel=pixel, hits=hits, misses=len(ref.polygons) - hits,
+        false_alarms=len(pred.polygons) - hits, predicted_count=len(pred.polygons),
+        reference_count=len(ref.polygons), iou_threshold=iou_threshold, threshold=threshold,
+        grid={"crs": grid.crs.to_string() if hasattr(grid.crs, "to_string") else str(grid.crs),
+              "width": grid.width, "height": grid.height,
+              "pixel_size": [abs(grid.transform.a), abs(grid.transform.e)]},
+        messages=messages)
+    if out_polygons is not None:
+        both = Path(out_polygons).suffix.lower() == ".gpkg" and out_reference is None
+        _write_matches(Path(out_polygons), grid.crs, pred, ref, match,
+                       with_reference_layer=both)
+        result.polygons_path = Path(out_polygons)
+    if out_reference is not None:
+        _write_layer(Path(out_reference), grid.crs, [
+            ("reference", _features(ref, match.ref_match, match.ref_iou, pred.ids, "miss"))])
+        result.reference_polygons_path = Path(out_reference)
+    if report_path is not None:
+        rp = Path(report_path)
+        text = result.html() if rp.suffix.lower() in (".html", ".htm") else result.markdown()
+        tmp = rp.with_name(f".{rp.name}.partial-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, rp)
+        json_path = rp.with_suffix(".json")
+        if json_path != rp:
+            json_path.write_text(json.dumps(result.as_dict(), indent=1), encoding="utf-8")
+        result.report_path = rp
+    progress(1.0)
+    return result
+
+
+def _polygon_grid(reference: Any, predicted: Any, area: Any, pixel_size: float | None,
+                  messages: list[str]) -> _Grid:
+    """Both inputs polygons: a grid over the reference's (or the area's) extent."""
+    ref_layer = read_polygon_layer(reference, _layer_crs(reference), what="Reference polygons")
+    crs = rasterio.crs.CRS.from_wkt(ref_layer_crs_wkt(reference))
+    extent_geoms = list(ref_layer.geometries)
+    if area is not None:
+        g, _ = area_geometry(area, crs, what="Evaluation area")
+        extent_geoms = [g]
+    else:
+        extent_geoms += read_polygon_layer(predicted, crs, what="Predicted polygons").geometries
+    if not extent_geoms:
+        raise InputError(f"Reference polygons {reference}: holds no polygons and no area is "
+                         "given; there is nothing to evaluate. Give the evaluation area.")
+    x0, y0, x1, y1 = shapely.union_all(extent_geoms).bounds
+    if pixel_size is None or pixel_size <= 0:
+        pixel_size = max(x1 - x0, y1 - y0) / MAX_AUTO_PIXELS
+        messages.append(f"Both inputs are polygons: rasterized at {pixel_size:.6g} CRS units a "
+                        "pixel (give a pixel size to choose it).")
+    width = max(1, math.ceil((x1 - x0) / pixel_size))
+    height = max(1, math.ceil((y1 - y0) / pixel_size))
+    return _Grid(crs, Affine(pixel_size, 0, x0, 0, -pixel_size, y1), width, height)
+
+
+def _layer_crs(path: Any) -> Any:
+    return rasterio.crs.CRS.from_wkt(ref_layer_crs_wkt(path))
+
+
+def ref_layer_crs_wkt(path: Any) -> str:
+    """The CRS (WKT) of a polygon file; refused when it has none (a grid needs one)."""
+    import fiona
+
+    text = str(path)
+    layer = None
+    if "|layername=" in text:
+        text, layer = text.split("|layername=", 1)
+    if not Path(text).exists():
+        raise InputError(f"Reference polygons {text}: file not found.")
+    with (fiona.open(text, layer=layer) if layer else fiona.open(text)) as src:
+        if not src.crs_wkt:
+            raise InputError(f"Reference polygons {text}: has no CRS; assign one (e.g. 'Assign "
+                             "projection' in QGIS) and retry.")
+        return src.crs_wkt
+
+
+def _features(side: _Side, matches: list[int], ious: list[float], other_ids: list[int],
+              unmatched: str) -> list[tuple[Any, dict[str, Any]]]:
+    return [(g, {"id": side.ids[k], "status": "hit" if m >= 0 else unmatched,
+                 "match_id": other_ids[m] if m >= 0 else -1, "match_iou": round(float(v), 6)})
+            for k, (g, m, v) in enumerate(zip(side.polygons, matches, ious))]
+
+
+def _write_matches(path: Path, crs: Any, pred: _Side, ref: _Side, match: Match, *,
+                   with_reference_layer: bool) -> None:
+    layers = [("predicted", _features(pred, match.pred_match, match.pred_iou, ref.ids,
+                                      "false_alarm"))]
+    if with_reference_layer:
+        layers.append(("reference", _features(ref, match.ref_match, match.ref_iou, pred.ids,
+                                              "miss")))
+    _write_layer(path, crs, layers)
+
+
+def _write_layer(path: Path, crs: Any, layers: list[tuple[str, list[tuple[Any, dict]]]]) -> None:
+    """Write one or more layers under a temporary name, renamed when complete."""
+    import fiona
+
+    from .geometry import GroundMeasure
+    from .vector_io import _multipolygon_dicts, driver_for
+
+    driver = driver_for(path)
+    measure = GroundMeasure.from_crs(crs, source="evaluation grid")
+    schema = {"geometry": "MultiPolygon",
+              "properties": {"id": "int", "status": "str:16", "match_id": "int",
+                             "match_iou": "float", "area_m2": "float"}}
+    tmp = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
+    crs_wkt = crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
+    try:
+        for name, features in layers:
+            kwargs = {"layer": name} if driver == "GPKG" else {}
+            geoms = [g for g, _ in features]
+            areas = measure.area(geoms) if geoms else []
+            with fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=crs_wkt,
+                            **kwargs) as dst:
+                dst.writerecords([
+                    {"geometry": gd, "properties": dict(attrs, area_m2=float(a))}
+                    for gd, (_, attrs), a in zip(_multipolygon_dicts(geoms), features, areas)])
+        if driver == "ESRI Shapefile":
+            for part in tmp.parent.glob(f"{tmp.stem}.*"):
+                os.replace(part, path.with_suffix(part.suffix))
+        else:
+            os.replace(tmp, path)
+    except Exception as exc:
+        for part in tmp.parent.glob(f"{tmp.stem}*"):
+            part.unlink(missing_ok=True)
+        if isinstance(exc, (OutputError, InputError)):
+            raise
+        raise OutputError(f"Evaluation polygons {path}: cannot be written ({exc}). Check the "
+                          "folder and the disk space.") from exc

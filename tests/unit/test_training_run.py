@@ -1,0 +1,161 @@
+"""train_on_chips' pieces that need no torch: the interpreter, the config it writes, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from landslide_mapper.core import training_run
+from landslide_mapper.core.contract import read_contract
+from landslide_mapper.core.dummy import build_dummy_model
+from landslide_mapper.core.errors import InputError, ModelError
+from landslide_mapper.core.training_run import build_config, find_python
+
+
+@pytest.fixture
+def chips(tmp_path: Path) -> Path:
+    """A chip folder's manifest (the config is built from it alone)."""
+    folder = tmp_path / "chips"
+    folder.mkdir()
+    snippet = {"data": {"tile_size": 64, "sources": [
+        {"name": "chips_train", "format": "chips", "root": str(folder / "train"), "train": {}},
+        {"name": "chips_val", "format": "chips", "root": str(folder / "val"), "val_only": True}]},
+        "contract": {"pixel_size_m": 10.0, "tile_size": 64, "nodata_value": 0.0, "bands": [
+            {"name": n, "scale": 1.0, "offset": 0.0} for n in ("B4", "B3", "B2")]}}
+    (folder / "manifest.json").write_text(json.dumps(
+        {"raster": "scene.tif", "polygons": "ls.gpkg", "training_config": snippet}))
+    return folder
+
+
+def test_interpreter_order(monkeypatch):
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", "/opt/py/bin/python")
+    assert find_python() == "/opt/py/bin/python"
+    monkeypatch.delenv("LANDSLIDE_MAPPER_PYTHON")
+    venv = training_run.REPO / ".venv" / "bin" / "python"
+    assert find_python() == (str(venv) if venv.is_file() else find_python())
+
+
+def test_config_from_scratch(chips: Path):
+    cfg, messages = build_config(chips, epochs=3, device="cpu", max_steps=5)
+    assert "extends" not in cfg and "init_from" not in cfg
+    assert cfg["data"]["sources"][1]["val_only"] and cfg["data"]["normalization"] == "auto"
+    assert cfg["epochs"] == 3 and cfg["device"] == "cpu" and cfg["max_steps_per_epoch"] == 5
+    assert [b["scale"] for b in cfg["contract"]["bands"]] == [1.0, 1.0, 1.0]
+
+
+def test_config_extends_a_named_config(chips: Path):
+    if not (training_run.CONFIG_DIR / "sentinel2-rgb.yaml").is_file():
+        pytest.skip("training configs not present")
+    cfg, _ = build_config(chips, base="sentinel2-rgb")
+    assert Path(cfg["extends"]).name == "sentinel2-rgb.yaml"
+
+
+def test_onnx_without_training_config_cannot_be_fine_tuned(chips: Path, tmp_path: Path):
+    model = tmp_path / "m.onnx"
+    build_dummy_model(model, bands=["red", "green", "blue"], weights=[1.0, 0.0, 0.0])
+    with pytest.raises(ModelError, match="cannot be fine-tuned.*Train from a config"):
+        build_config(chips, base=str(model))
+
+
+def test_fine_tune_from_checkpoint_keeps_the_model_inputs(chips: Path, tmp_path: Path):
+    model = tmp_path / "m.onnx"
+    (tmp_path / "base.yaml").write_text("name: base\n")
+    bands = [dict(name=n, scale=0.1, offset=-0.5, mean=0.2, std=0.4)
+             for n in ("red", "green", "blue")]
+    build_dummy_model(model, bands=bands, weights=[1.0, 0.0, 0.0],
+                      training={"config": "base.yaml"})
+    assert read_contract(model).bands[0].scale == pytest.approx(0.1)
+    cfg_file = tmp_path / "base.yaml"
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"weights")
+    cfg, messages = build_config(chips, base=str(model), checkpoint=str(ckpt))
+    assert Path(cfg["extends"]) == cfg_file.resolve()
+    assert cfg["init_from"]["checkpoint"] == str(ckpt.resolve())
+    # (raw * 0.1 - 0.5 - 0.2) / 0.4 == (raw - 7) / 4
+    assert cfg["data"]["normalization"] == {"mean": [pytest.approx(7.0)] * 3,
+                                            "std": [pytest.approx(4.0)] * 3}
+    assert [b["name"] for b in cfg["contract"]["bands"]] == ["red", "green", "blue"]
+    assert "B4" in cfg["contract"]["bands"][0]["aliases"]
+    # without a checkpoint: from scratch, said plainly
+    cfg, messages = build_config(chips, base=str(model))
+    assert "init_from" not in cfg and any("from scratch" in m for m in messages)
+
+
+def test_band_count_mismatch_and_missing_manifest(chips: Path, tmp_path: Path):
+    model = tmp_path / "m.onnx"
+    (tmp_path / "base.yaml").write_text("name: base\n")
+    build_dummy_model(model, bands=["red", "nir"], weights=[1.0, 0.0],
+                      training={"config": "base.yaml"})
+    with pytest.raises(InputError, match="hold 3 band"):
+        build_config(chips, base=str(model))
+    with pytest.raises(InputError, match="manifest.json"):
+        build_config(tmp_path)
+
+
+def test_cli_train_reports_a_dying_process(chips: Path, tmp_path: Path, monkeypatch):
+    """``landslide-mapper train``: the training process's last lines and exit code, no model."""
+    pytest.importorskip("torch")
+    import sys
+
+    from click.testing import CliRunner
+
+    from landslide_mapper.cli import main
+
+    py = tmp_path / "python"
+    py.write_text('#!/bin/sh\ncase "$*" in *" fit "*) echo "ValueError: no chips"; exit 2 ;; '
+                  f'esac\nexec "{sys.executable}" "$@"\n')
+    py.chmod(0o755)
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", str(py))
+    result = CliRunner().invoke(main, ["train", str(chips), str(tmp_path / "m.onnx"),
+                                       "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "exited with code 2" in result.output and "ValueError: no chips" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_checkpoint_named_by_the_contract(chips: Path, tmp_path: Path):
+    model = tmp_path / "m.onnx"
+    (tmp_path / "base.yaml").write_text("name: base\n")
+    (tmp_path / "m.pt").write_bytes(b"weights")
+    build_dummy_model(model, bands=["red", "green", "blue"], weights=[1.0, 0.0, 0.0],
+                      training={"config": "base.yaml", "checkpoint": "m.pt"})
+    cfg, messages = build_config(chips, base=str(model))
+    assert cfg["init_from"]["checkpoint"] == str((tmp_path / "m.pt").resolve())
+
+
+def test_cancel_terminates_the_training_process(chips: Path, tmp_path: Path, monkeypatch):
+    pytest.importorskip("torch")
+    import sys
+    import time
+
+    from landslide_mapper.core.errors import CancelledError
+    from landslide_mapper.core.training_run import train_on_chips
+
+    py = tmp_path / "python"
+    py.write_text('#!/bin/sh\ncase "$*" in *" fit "*) echo "epoch 1 | loss 0.5"; '
+                  f'exec sleep 600 ;; esac\nexec "{sys.executable}" "$@"\n')
+    py.chmod(0o755)
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", str(py))
+    lines: list[str] = []
+    start = time.monotonic()
+    with pytest.raises(CancelledError, match="no model was written"):
+        train_on_chips(chips, tmp_path / "m.onnx", device="cpu", log=lines.append,
+                       is_canceled=lambda: any(x.startswith("epoch 1") for x in lines))
+    assert time.monotonic() - start < 120  # not the 600 s the process would have slept
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".m*"))
+
+
+def test_a_model_trained_here_is_fine_tuned_from_its_run(chips: Path, tmp_path: Path):
+    """train_on_chips keeps the run beside the model: its config and best.pt are found again."""
+    model = tmp_path / "mine.onnx"
+    run = tmp_path / "mine_run"
+    run.mkdir()
+    (run / "train_config.yaml").write_text("name: mine\n")
+    (run / "best.pt").write_bytes(b"weights")
+    build_dummy_model(model, bands=["red", "green", "blue"], weights=[1.0, 0.0, 0.0],
+                      training={"config": "train_config.yaml"})
+    cfg, _ = build_config(chips, base=str(model))
+    assert Path(cfg["extends"]) == (run / "train_config.yaml").resolve()
+    assert cfg["init_from"]["checkpoint"] == str((run / "best.pt").resolve())
