@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Reproduce the bundled models in resources/models/ and their held-out scores.
+#
+#   scripts/train_bundled.sh [sentinel2-rgb|aerial-rgb|sentinel2-l4s ...]   (default: all three, in order)
+#
+# Reads the public data from $LANDSLIDE_DATA (default ../shared/data). Each model: train
+# (runs/NAME/bundled/), export to resources/models/NAME.onnx with its contract (onnxruntime vs
+# torch parity checked), then score the ONNX file with onnxruntime on every source's held-out
+# split (runs/NAME/bundled/heldout.json). sentinel2-l4s starts from the sentinel2-rgb checkpoint,
+# so train sentinel2-rgb first. On a CPU, set THREADS (default 1) and prefix with nice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LANDSLIDE_DATA="${LANDSLIDE_DATA:-$(cd .. && pwd)/shared/data}"
+PY=.venv/bin/python
+THREADS="${THREADS:-1}"
+models=("$@")
+[ ${#models[@]} -eq 0 ] && models=(sentinel2-rgb aerial-rgb sentinel2-l4s)
+
+for name in "${models[@]}"; do
+  run="runs/$name/bundled"
+  $PY -m training.cli fit --config "$name" --run-dir "$run" --threads "$THREADS" --quiet
+  $PY -m training.cli export --checkpoint "$run/best.pt" --out "resources/models/$name.onnx"
+  $PY -m training.cli evaluate --model "resources/models/$name.onnx" --config "$name" \
+      --threads "$THREADS" --json "$run/heldout.json"
+  if [ "$name" = sentinel2-rgb ]; then
+    # The same model on raw Sentinel-2 digital numbers (L4S patches x the dataset's vector: no
+    # 8-bit rendering, no per-patch stretch), on the L4S HDF5 patches that are not in its
+    # training folder (ID_MAP.csv says which are).
+    sub="$run/landslide4sense_h5_raw_dn"
+    rm -rf "$sub" && mkdir -p "$sub/images" "$sub/masks"
+    $PY - "$LANDSLIDE_DATA" "$sub" <<'PYEOF'
+import csv, os, sys
+data, out = sys.argv[1], sys.argv[2]
+rows = csv.DictReader(open(os.path.join(data, "landslide4sense_rgb", "ID_MAP.csv")))
+trained = {r["l4s_traindata_image"].split("/")[-1] for r in rows if r["split"] == "train"}
+for name in sorted(os.listdir(os.path.join(data, "landslide4sense_h5", "images"))):
+    if name in trained:
+        continue
+    n = name[len("image_"):]
+    os.symlink(os.path.join(data, "landslide4sense_h5", "images", name), os.path.join(out, "images", name))
+    os.symlink(os.path.join(data, "landslide4sense_h5", "masks", "mask_" + n), os.path.join(out, "masks", "mask_" + n))
+PYEOF
+    $PY -m training.cli evaluate --model "resources/models/$name.onnx" --data "$sub" --format l4s-h5 \
+        --channels 3,2,1 --units raw --threads "$THREADS" --json "$run/l4s_h5_raw_dn.json"
+    # record that score in the contract too (same checkpoint, exported again)
+    $PY -m training.cli export --checkpoint "$run/best.pt" --out "resources/models/$name.onnx" \
+        --metrics-json "$run/l4s_h5_raw_dn.json"
+  fi
+done
