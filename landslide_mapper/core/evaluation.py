@@ -40,6 +40,7 @@ from affine import Affine
 from rasterio.features import rasterize, shapes
 
 from .chips import area_geometry, read_polygon_layer
+from .metrics import scores
 from .errors import CancelledError, InputError, OutputError
 from .raster import check_georeferenced, open_input
 
@@ -49,46 +50,13 @@ MAX_AUTO_PIXELS = 4000
 
 
 # ---------------------------------------------------------------------------------------------
-# Pixel scores (the same count-based definitions as training/metrics.py)
+# Pixel scores (the count-based definitions of .metrics, shared with training)
 
 
 def pixel_scores(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None,
                  zero_division: float = 0.0) -> dict[str, Any]:
     """All pixel scores for one image (H, W) or a stack (N, H, W) of boolean arrays."""
-    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from reference {truth.shape}")
-    valid = np.ones(pred.shape, bool) if valid is None else np.asarray(valid, bool)
-    if pred.ndim == 2:
-        pred, truth, valid = pred[None], truth[None], valid[None]
-    axes = (1, 2)
-    tp_i = np.count_nonzero(pred & truth & valid, axis=axes)
-    fp_i = np.count_nonzero(pred & ~truth & valid, axis=axes)
-    fn_i = np.count_nonzero(~pred & truth & valid, axis=axes)
-    tn_i = np.count_nonzero(~pred & ~truth & valid, axis=axes)
-    tp, fp, fn, tn = (int(a.sum()) for a in (tp_i, fp_i, fn_i, tn_i))
-    union_i = tp_i + fp_i + fn_i
-    scored = union_i > 0
-    image_iou = tp_i[scored] / union_i[scored]
-    empty_both = int((~scored).sum())
-
-    def ratio(num: float, den: float) -> float:
-        return float(num / den) if den else float(zero_division)
-
-    n_all = len(image_iou) + empty_both
-    return {
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
-        "iou_dataset": ratio(tp, tp + fp + fn),
-        "iou_per_image": float(image_iou.mean()) if len(image_iou) else float(zero_division),
-        "iou_per_image_empty_as_one": ratio(float(image_iou.sum()) + empty_both, n_all),
-        "images": n_all,
-        "images_empty_both": empty_both,
-        "pixels": tp + fp + fn + tn,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-    }
+    return scores(pred, truth, valid, zero_division=zero_division)
 
 
 # ---------------------------------------------------------------------------------------------

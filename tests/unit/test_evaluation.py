@@ -137,16 +137,10 @@ def test_no_overlap_is_an_error(tmp_path: Path):
     assert res.pixel["tp"] == 0 and res.reference_count == 1
 
 
-def test_same_numbers_as_training_metrics():
-    pytest.importorskip("torch")
-    from training.metrics import scores
+def test_training_scores_with_the_same_definitions():
+    """Training's validation and this evaluation share one implementation of the metrics."""
+    metrics = pytest.importorskip("training.metrics")
+    from landslide_mapper.core import metrics as core_metrics
 
-    rng = np.random.default_rng(7)
-    pred = rng.random((5, 16, 16)) > 0.6
-    truth = rng.random((5, 16, 16)) > 0.7
-    truth[2] = False
-    pred[2] = False  # an image empty in both
-    valid = rng.random((5, 16, 16)) > 0.1
-    ours, theirs = pixel_scores(pred, truth, valid), scores(pred, truth, valid)
-    for key, value in theirs.items():
-        assert ours[key] == pytest.approx(value), key
+    assert metrics.scores is core_metrics.scores
+    assert metrics.SegmentationScores is core_metrics.SegmentationScores
