@@ -20,8 +20,8 @@ else
     exit 2
   fi
   scene=out/iburi2018_post_rgb.tif
-  .venv/bin/python scripts/stack_bands.py "$scene" "$data/download.B4.tif" "$data/download.B3.tif" \
-    "$data/download.B2.tif" --names sentinel2:B04,sentinel2:B03,sentinel2:B02 >/dev/null
+  .venv/bin/landslide-mapper prepare "$data/download.B4.tif" "$data/download.B3.tif" \
+    "$data/download.B2.tif" "$scene" --model "$model" --quiet >/dev/null
 fi
 name="$(basename "${scene%.*}")"
 .venv/bin/landslide-mapper map "$scene" --model "$model" \

@@ -6,17 +6,21 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import fiona
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from rasterio.transform import from_origin
+from shapely.geometry import box, mapping
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LANDSLIDE_DATA", REPO.parent / "shared" / "data"))
 
 UTM = "EPSG:32654"
 UTM_ORIGIN = from_origin(500000.0, 4000000.0, 10.0, 10.0)
+# UTM_ORIGIN: x = X0 + PX * col, y = Y0 - PX * row
+X0, Y0, PX = 500000.0, 4000000.0, 10.0
 
 
 def make_raster(
@@ -52,3 +56,17 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} (set LANDSLIDE_DATA to the data folder)")
     return path
+
+
+def pixel_box(r0: int, r1: int, c0: int, c1: int):
+    """The polygon covering rows r0..r1-1 and columns c0..c1-1 of a UTM_ORIGIN grid exactly."""
+    return box(X0 + PX * c0, Y0 - PX * r1, X0 + PX * c1, Y0 - PX * r0)
+
+
+def write_polygons(path: str | Path, geoms, crs: str = UTM) -> Path:
+    """Write shapely polygons to a GeoPackage layer with an ``id`` field."""
+    schema = {"geometry": "Polygon", "properties": {"id": "int"}}
+    with fiona.open(path, "w", driver="GPKG", schema=schema, crs=crs) as dst:
+        for i, g in enumerate(geoms):
+            dst.write({"geometry": mapping(g), "properties": {"id": i}})
+    return Path(path)

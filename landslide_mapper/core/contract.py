@@ -259,12 +259,7 @@ def write_contract(
                 f"Model file {src}: the network takes {dims[1].dim_value} input channels but the "
                 f"contract lists {contract.band_count} bands."
             )
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = contract.to_json()
+    set_contract(model, contract)
     import onnx
 
     tmp = dst.with_name(f".{dst.name}.partial")
@@ -275,6 +270,16 @@ def write_contract(
         if tmp.exists():
             tmp.unlink()
     return dst
+
+
+def set_contract(model: Any, contract: ModelContract) -> None:
+    """Put ``contract`` into an in-memory ONNX ``ModelProto``, replacing any earlier one."""
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = contract.to_json()
 
 
 def _load_onnx(path: Path, load_external_data: bool) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .contract import ModelContract, validate
+from .contract import ModelContract, set_contract, validate
 
 
 def build_dummy_model(
@@ -86,11 +86,7 @@ def build_dummy_model(
         **contract_fields,
     }
     contract = validate(doc)
-    from .contract import METADATA_KEY
-
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = contract.to_json()
+    set_contract(model, contract)
     path = Path(path)
     onnx.save_model(model, str(path))
     return contract

@@ -66,6 +66,7 @@ from .terrain import (
     TERRAIN_NODATA,
     check_overlap,
     compute_slope,
+    spec_terrain_kind,
     terrain_kind,
 )
 
@@ -184,7 +185,7 @@ def requested_bands(bands) -> list[str]:
     out: list[str] = []
     unknown: list[str] = []
     for spec in specs:
-        kind = _spec_terrain(spec)
+        kind = spec_terrain_kind(spec)
         name = kind or _spec_band(spec)
         if name is None:
             unknown.append(spec.name)
@@ -199,14 +200,6 @@ def requested_bands(bands) -> list[str]:
     if dupes:
         raise InputError(f"Bands: {', '.join(dupes)} asked for more than once.")
     return out
-
-
-def _spec_terrain(spec: BandSpec) -> str | None:
-    for text in (spec.name, *spec.aliases):
-        kind = terrain_kind(text)
-        if kind:
-            return kind
-    return None
 
 
 def _spec_band(spec: BandSpec) -> str | None:

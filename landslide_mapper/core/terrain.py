@@ -248,7 +248,8 @@ def terrain_kind(name: str) -> str | None:
     return None
 
 
-def _spec_kind(spec: BandSpec) -> str | None:
+def spec_terrain_kind(spec: BandSpec) -> str | None:
+    """``slope_deg`` or ``dem_m`` when a model band (its name or an alias) means slope or elevation."""
     keys = spec_keys(spec)
     if keys & _SLOPE_KEYS:
         return SLOPE_BAND
@@ -331,7 +332,7 @@ def augment_with_terrain(input_path, dem_path, contract, workdir, slope_path=Non
         present = {terrain_kind(d or "") for d in ds.descriptions} - {None}
         missing: list[str] = []
         for spec in specs:
-            kind = _spec_kind(spec)
+            kind = spec_terrain_kind(spec)
             if kind is not None and kind not in present and kind not in missing:
                 missing.append(kind)
         if not missing:

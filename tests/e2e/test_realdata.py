@@ -21,7 +21,7 @@ from shapely import transform as shapely_transform_coords
 
 from landslide_mapper.core.dummy import build_dummy_model
 from landslide_mapper.core.engine import map_landslides
-from scripts.stack_bands import stack
+from landslide_mapper.core.sentinel2 import prepare_sentinel2_stack
 from tests.support import shared_data
 
 pytestmark = pytest.mark.realdata
@@ -74,9 +74,9 @@ def _check_outputs(raster: Path, out: Path, cut: float, result) -> None:
 
 def test_iburi_2018_post_event_scene(tmp_path):
     folder = shared_data("sentinel2_iburi2018", "post-event")
-    raster = stack(tmp_path / "iburi_rgb.tif",
-                   [folder / f"download.{b}.tif" for b in ("B4", "B3", "B2")],
-                   ["sentinel2:B04", "sentinel2:B03", "sentinel2:B02"])
+    raster = tmp_path / "iburi_rgb.tif"
+    prepare_sentinel2_stack([folder / f"download.{b}.tif" for b in ("B4", "B3", "B2")], raster,
+                            bands=["B04", "B03", "B02"])
     model = tmp_path / "brightness.onnx"
     cut = _brightness_model(model, raster, 3, ["sentinel2:B04", "sentinel2:B03", "sentinel2:B02"])
     out = tmp_path / "out"

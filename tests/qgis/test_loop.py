@@ -11,37 +11,22 @@ import stat
 import sys
 from pathlib import Path
 
-import fiona
 import numpy as np
 import processing
 import pytest
 import shapely
 from pyproj import Transformer
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
-from shapely.geometry import box, mapping
+from shapely.geometry import box
 
 from landslide_mapper.core.contract import read_contract
 from tests.qgis.conftest import BIG, SMALL
-from tests.support import UTM, make_raster
+from tests.support import PX, UTM, X0, Y0, make_raster, pixel_box, write_polygons
 
 pytestmark = pytest.mark.qgis
 
-X0, Y0, PX = 500000.0, 4000000.0, 10.0
 TINY_MODEL = {"architecture": "unet", "encoder": "resnet18", "encoder_depth": 3,
               "decoder_channels": [32, 16, 8]}
-
-
-def rect_polygon(rect):
-    r0, r1, c0, c1 = rect
-    return box(X0 + PX * c0, Y0 - PX * r1, X0 + PX * c1, Y0 - PX * r0)
-
-
-def write_polygons(path: Path, geoms, crs: str = UTM) -> Path:
-    schema = {"geometry": "Polygon", "properties": {"id": "int"}}
-    with fiona.open(path, "w", driver="GPKG", schema=schema, crs=crs) as dst:
-        for i, g in enumerate(geoms):
-            dst.write({"geometry": mapping(g), "properties": {"id": i}})
-    return path
 
 
 class Recorder(QgsProcessingFeedback):
@@ -77,7 +62,7 @@ def landslide_pixels(manifest: Path) -> int:
 
 
 def test_export_chips(provider, scene: Path, tmp_path: Path):
-    polys = write_polygons(tmp_path / "ls.gpkg", [rect_polygon(BIG), rect_polygon(SMALL)])
+    polys = write_polygons(tmp_path / "ls.gpkg", [pixel_box(*BIG), pixel_box(*SMALL)])
     res = export(scene, polys, tmp_path / "chips")
     # 80 x 96 pixels in 32 px chips: 3 x 3 chips
     assert res["TRAIN_CHIPS"] == 9 and res["VAL_CHIPS"] == 0
@@ -87,7 +72,7 @@ def test_export_chips(provider, scene: Path, tmp_path: Path):
 
 def test_export_with_checked_extent_and_other_crs(provider, scene: Path, tmp_path: Path):
     to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
-    ll = shapely.transform(shapely.segmentize(rect_polygon(BIG), 10), lambda xy: np.column_stack(
+    ll = shapely.transform(shapely.segmentize(pixel_box(*BIG), 10), lambda xy: np.column_stack(
         to_ll.transform(xy[:, 0], xy[:, 1])))
     polys = write_polygons(tmp_path / "ll.gpkg", [ll], crs="EPSG:4326")
     fb = Recorder()
@@ -122,8 +107,8 @@ def test_evaluate(provider, tmp_path: Path):
     pred[0:10, 0:10] = 1      # matches the first reference square exactly
     pred[20:24, 20:24] = 1    # a false alarm
     mask = make_raster(tmp_path / "pred.tif", pred)
-    ref = write_polygons(tmp_path / "ref.gpkg", [rect_polygon((0, 10, 0, 10)),
-                                                 rect_polygon((30, 35, 30, 35))])
+    ref = write_polygons(tmp_path / "ref.gpkg", [pixel_box(*(0, 10, 0, 10)),
+                                                 pixel_box(*(30, 35, 30, 35))])
     res = processing.run("landslide_mapper:evaluate_landslides", {
         "PREDICTED": str(mask), "REFERENCE": str(ref),
         "OUTPUT_POLYGONS": str(tmp_path / "pred_matched.gpkg"),
@@ -143,7 +128,7 @@ def test_evaluate(provider, tmp_path: Path):
 
 @pytest.fixture
 def chips(scene: Path, tmp_path: Path) -> Path:
-    polys = write_polygons(tmp_path / "ls.gpkg", [rect_polygon(BIG), rect_polygon(SMALL)])
+    polys = write_polygons(tmp_path / "ls.gpkg", [pixel_box(*BIG), pixel_box(*SMALL)])
     from landslide_mapper.core.chips import export_training_chips
 
     export_training_chips(scene, polys, tmp_path / "chips", tile_size=32,

@@ -5,33 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fiona
 import numpy as np
 import pytest
 import rasterio
 import shapely
 from pyproj import Transformer
-from shapely.geometry import box, mapping
+from shapely.geometry import box
 
 from landslide_mapper.core.chips import choose_val_blocks, export_training_chips, tile_starts
 from landslide_mapper.core.errors import CancelledError, InputError, OutputError
-from tests.support import UTM, make_raster
-
-# UTM_ORIGIN: x = 500000 + 10 * col, y = 4000000 - 10 * row (10 m pixels)
-X0, Y0, PX = 500000.0, 4000000.0, 10.0
-
-
-def pixel_box(r0: int, r1: int, c0: int, c1: int):
-    """The polygon covering rows r0..r1-1 and columns c0..c1-1 exactly."""
-    return box(X0 + PX * c0, Y0 - PX * r1, X0 + PX * c1, Y0 - PX * r0)
-
-
-def write_polygons(path: Path, geoms, crs: str = UTM) -> Path:
-    schema = {"geometry": "Polygon", "properties": {"id": "int"}}
-    with fiona.open(path, "w", driver="GPKG", schema=schema, crs=crs) as dst:
-        for i, g in enumerate(geoms):
-            dst.write({"geometry": mapping(g), "properties": {"id": i}})
-    return path
+from tests.support import UTM, X0, Y0, make_raster, pixel_box, write_polygons
 
 
 @pytest.fixture

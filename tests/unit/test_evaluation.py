@@ -8,25 +8,11 @@ from pathlib import Path
 import fiona
 import numpy as np
 import pytest
-from shapely.geometry import box, mapping
+from shapely.geometry import box
 
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.evaluation import evaluate_landslides, match_polygons, pixel_scores
-from tests.support import UTM, make_raster
-
-X0, Y0, PX = 500000.0, 4000000.0, 10.0
-
-
-def pixel_box(r0: int, r1: int, c0: int, c1: int):
-    return box(X0 + PX * c0, Y0 - PX * r1, X0 + PX * c1, Y0 - PX * r0)
-
-
-def write_polygons(path: Path, geoms, crs: str = UTM) -> Path:
-    schema = {"geometry": "Polygon", "properties": {"id": "int"}}
-    with fiona.open(path, "w", driver="GPKG", schema=schema, crs=crs) as dst:
-        for i, g in enumerate(geoms):
-            dst.write({"geometry": mapping(g), "properties": {"id": i}})
-    return path
+from landslide_mapper.core.evaluation import evaluate_landslides, match_polygons
+from tests.support import make_raster, pixel_box, write_polygons
 
 
 def mask(tmp_path: Path, name: str, *boxes, shape=(50, 50), nodata=None) -> Path:
