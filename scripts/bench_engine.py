@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from landslide_mapper.core.contract import read_contract  # noqa: E402
-from landslide_mapper.core.dummy import build_dummy_model  # noqa: E402
-from landslide_mapper.core.engine import map_landslides  # noqa: E402
-from landslide_mapper.core.models import resolve_model  # noqa: E402
-from landslide_mapper.core.runtime import create_session, run_batch, to_probability  # noqa: E402
+from landslide_mapper.core.mapping.engine import map_landslides  # noqa: E402
+from landslide_mapper.core.models.dummy import build_dummy_model  # noqa: E402
+from landslide_mapper.core.models.registry import resolve_model  # noqa: E402
+from landslide_mapper.core.models.runtime import create_session, run_batch, to_probability  # noqa: E402
 
 N_BANDS = 14
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12",

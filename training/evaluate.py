@@ -7,6 +7,11 @@ hold what the model saw in training (e.g. Landslide4Sense values, 8-bit tiles) a
 contract's mean/std apply; with ``units="raw"`` they hold raw raster values and the contract's
 full scaling applies (for ``l4s-h5`` the stored values are first multiplied back by the dataset's
 per-band vector, so a Sentinel-2 model is scored on raw digital numbers).
+
+:func:`score_pairs` is also what training's validation (:func:`training.loop.validate`) runs
+every epoch. Imports: :mod:`training.data`, :mod:`training.metrics`, :mod:`training.models` (a
+checkpoint's network, imported lazily with torch) and :mod:`landslide_mapper.core`; never
+:mod:`training.loop`, which imports this module.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def load_model(name_or_path: str | Path, threads: int | None = None) -> LoadedMo
     if text.endswith((".pt", ".pth", ".ckpt")):
         return _load_checkpoint(Path(text), threads)
     from landslide_mapper.core.contract import read_contract
-    from landslide_mapper.core.models import resolve_model
+    from landslide_mapper.core.models.registry import resolve_model
 
     path = resolve_model(text)
     contract = read_contract(path)
@@ -138,7 +143,7 @@ def load_model(name_or_path: str | Path, threads: int | None = None) -> LoadedMo
 def _load_checkpoint(path: Path, threads: int | None) -> LoadedModel:
     import torch
 
-    from .loop import model_from_checkpoint
+    from .models import model_from_checkpoint
 
     if threads:
         torch.set_num_threads(threads)

@@ -4,6 +4,9 @@ The contract's bands come from the config's ``contract.bands`` (name, descriptio
 the affine ``scale``/``offset`` from raw raster values to the units the network was trained
 on) and the run's per-band ``mean``/``std``; its ``metrics`` are the checkpoint's held-out
 scores per source; ``training`` records data, split rules, epochs, config and hardware.
+
+Imports: :mod:`training.models` (the network from the checkpoint) and
+:mod:`landslide_mapper.core.contract`; not :mod:`training.loop`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from landslide_mapper.core.contract import ModelContract, validate, write_contract
 
-from .loop import model_from_checkpoint
+from .models import model_from_checkpoint
 
 METRIC_KEYS = (
     "precision",

@@ -3,6 +3,19 @@
 Run folder contents: ``config.yaml`` (as run), ``log.csv`` (one row per epoch), ``tb/``
 (TensorBoard, when installed), ``last.pt`` (resume from here), ``best.pt`` (best validation
 score), ``summary.json`` (best epoch and its held-out scores per source).
+
+:func:`fit` runs these steps in order: :func:`training.trainer.build_trainer` (process group,
+data, network, optimiser, loss), :func:`_restore` (when resuming), :func:`_open_run_folder`;
+then per epoch :func:`_train_epoch`, :func:`_validate_epoch` (:func:`validate`),
+:func:`_log_epoch`, :func:`_checkpoint` and the early-stopping check; finally
+:func:`_write_summary` and :func:`_finish_processes`.
+
+Imports: :mod:`training.trainer` (the set-up), :mod:`training.evaluate` (the held-out scoring
+that :func:`validate` runs), :mod:`training.models`, :mod:`training.config`,
+:mod:`training.metrics` and :mod:`training.ddp`. ``seed_everything`` (from
+:mod:`training.trainer`) and ``make_model``, ``model_from_checkpoint`` and ``transfer_weights``
+(from :mod:`training.models`) stay importable from here. Within :mod:`training` only
+:mod:`training.cli` imports this module.
 """
 
 from __future__ import annotations
@@ -12,95 +25,45 @@ import json
 import math
 import os
 import platform
-import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import ddp
-from .config import build_sources, load_config
-from .data.augment import Augment
-from .data.dataset import SegmentationDataset, band_statistics
+from .config import load_config
 from .evaluate import score_pairs
-from .losses import build_loss
 from .metrics import SegmentationScores
-from .models import build_model
+from .models import make_model, model_from_checkpoint, transfer_weights
+from .trainer import Trainer, build_trainer, seed_everything
+
+__all__ = [  # make_model, model_from_checkpoint, seed_everything, transfer_weights: re-exported
+    "describe_hardware",
+    "fit",
+    "make_model",
+    "model_from_checkpoint",
+    "parameter_checksum",
+    "seed_everything",
+    "transfer_weights",
+    "validate",
+]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+@dataclass
+class _Progress:
+    """What a checkpoint carries from epoch to epoch and across a resume."""
 
-
-def make_model(cfg: Mapping[str, Any], in_channels: int) -> torch.nn.Module:
-    m = dict(cfg["model"])
-    extra = {k: v for k, v in m.items() if k not in ("architecture", "encoder", "decoder_channels")}
-    return build_model(
-        m["architecture"],
-        m["encoder"],
-        in_channels,
-        decoder_channels=m.get("decoder_channels"),
-        **extra,
-    )
-
-
-def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    model = make_model(ckpt["config"], len(ckpt["mean"]))
-    model.load_state_dict(ckpt["model"])
-    return model, ckpt
-
-
-def _device(cfg: Mapping[str, Any]) -> torch.device:
-    want = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(want)
-
-
-def _normalisation(cfg: Mapping[str, Any], train_pairs: list) -> tuple[list[float], list[float]]:
-    norm = cfg["data"].get("normalization", "auto")
-    if isinstance(norm, Mapping):
-        return [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
-    return band_statistics(train_pairs, seed=int(cfg["seed"]))
-
-
-def transfer_weights(
-    model: torch.nn.Module, path: str | Path, channels: list[tuple[int, int]] | None = None
-) -> list[str]:
-    """Load matching weights from another checkpoint (e.g. an RGB model into a 14-band one).
-
-    Tensors of equal shape are copied. A 4-D tensor whose input channels differ (the first
-    convolution) gets, for each ``(own_channel, source_channel)`` in ``channels`` (default: the
-    first channels in order), the source weights; its other channels start at zero.
-    """
-    src = torch.load(str(path), map_location="cpu", weights_only=False)["model"]
-    own = model.state_dict()
-    loaded = []
-    for key, val in src.items():
-        if key not in own:
-            continue
-        if own[key].shape == val.shape:
-            own[key] = val
-            loaded.append(key)
-        elif (
-            val.dim() == 4
-            and own[key].dim() == 4
-            and own[key].shape[0] == val.shape[0]
-            and own[key].shape[2:] == val.shape[2:]
-        ):
-            w = torch.zeros_like(own[key])
-            pairs = channels or [(c, c) for c in range(min(w.shape[1], val.shape[1]))]
-            for dst_c, src_c in pairs:
-                w[:, int(dst_c)] = val[:, int(src_c)]
-            own[key] = w
-            loaded.append(key)
-    model.load_state_dict(own)
-    return loaded
+    mean: Any
+    std: Any
+    start_epoch: int = 0
+    best: float = -math.inf
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
 
 
 def fit(
@@ -116,107 +79,67 @@ def fit(
         if not (isinstance(config, Mapping) and "_base" in config)
         else dict(config)
     )
-    device = _device(cfg)
-    ctx = ddp.setup(device.type)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
-    seed_everything(int(cfg["seed"]))
-    sources = build_sources(cfg)
-    mean, std = _normalisation(cfg, sources.train)
-    tile = int(cfg["data"]["tile_size"])
-    train_ds = SegmentationDataset(
-        sources.train,
-        mean,
-        std,
-        tile_size=tile,
-        train=True,
-        augment=Augment.parse(cfg.get("augment")),
-        repeats=sources.repeats,
-        seed=int(cfg["seed"]),
-    )
-    sampler = None
-    if ctx.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(
-            train_ds, ctx.world_size, ctx.rank, shuffle=True, seed=int(cfg["seed"])
-        )
-    gen = torch.Generator().manual_seed(int(cfg["seed"]))
-    loader = DataLoader(
-        train_ds,
-        batch_size=int(cfg["batch_size"]),
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=int(cfg.get("workers") or 0),
-        drop_last=len(train_ds) > int(cfg["batch_size"]),
-        generator=gen,
-        pin_memory=device.type == "cuda",
-        persistent_workers=bool(cfg.get("workers")),
-    )
-
-    model = make_model(cfg, len(mean)).to(device)
-    init = cfg.get("init_from")
-    if init and not resume:
-        init = {"checkpoint": init} if isinstance(init, (str, os.PathLike)) else dict(init)
-        if Path(init["checkpoint"]).is_file():
-            n = len(transfer_weights(model, init["checkpoint"], init.get("channels")))
-            if ctx.is_main:
-                tqdm.write(f"init_from: {n} tensors from {init['checkpoint']}")
-        elif init.get("required", True):
-            raise FileNotFoundError(
-                f"init_from: checkpoint {init['checkpoint']} not found (expected a run's best.pt; "
-                "paths are relative to the working folder). Train that run first, or remove "
-                "init_from to start from random weights."
-            )
-        elif ctx.is_main:
-            tqdm.write(f"init_from: {init['checkpoint']} not found; starting from random weights")
-    net: torch.nn.Module = model
-    if ctx.enabled:
-        # find_unused_parameters: some encoders keep layers a shallow encoder_depth never uses;
-        # without it DDP silently skips averaging the gradient buckets holding them
-        net = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[ctx.local_rank] if device.type == "cuda" else None,
-            find_unused_parameters=bool((cfg.get("ddp") or {}).get("find_unused_parameters", True)),
-        )
-    if cfg.get("compile") and device.type == "cuda":
-        net = torch.compile(net)
-    opt_cfg = dict(cfg["optimizer"])
-    opt_name = opt_cfg.pop("name", "adam").lower()
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(opt_name)
-    if opt_cls is None:
-        raise ValueError(f"optimizer {opt_name!r}: expected adam or adamw")
-    optimizer = opt_cls(
-        model.parameters(),
-        lr=float(opt_cfg.pop("lr", 1e-3)),
-        weight_decay=float(opt_cfg.pop("weight_decay", 0.0)),
-    )
-    epochs = int(cfg["epochs"])
-    sch_cfg = dict(cfg.get("scheduler") or {})
-    scheduler = None
-    if sch_cfg.get("name", "cosine") == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, epochs), eta_min=float(sch_cfg.get("min_lr", 1e-6))
-        )
-    loss_cfg = dict(cfg["loss"])
-    loss_fn = build_loss(loss_cfg.pop("name", "bce_dice"), **loss_cfg)
-    use_amp = bool(cfg.get("amp")) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
+    t, mean, std = build_trainer(cfg, init_weights=not resume)
     stop_cfg = dict(cfg.get("early_stopping") or {})
     metric_name, patience = stop_cfg.get("metric", "f1"), int(stop_cfg.get("patience", 10))
-    start_epoch, best, best_epoch, history = 0, -math.inf, -1, []
+    prog = _Progress(mean, std)
     if resume:
-        ckpt = torch.load(str(resume), map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt.get("scheduler"):
-            scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best, best_epoch = ckpt["epoch"] + 1, ckpt["best"], ckpt["best_epoch"]
-        history = ckpt.get("history", [])
-        mean, std = ckpt["mean"], ckpt["std"]
+        _restore(t, prog, resume)
         run_dir = run_dir or Path(resume).parent
+    run, writer = _open_run_folder(cfg, run_dir, t.ctx)
 
+    threshold = float(cfg.get("threshold", 0.5))
+    hardware = describe_hardware(t.device, t.ctx.world_size)
+    stop = False
+    for epoch in range(prog.start_epoch, int(cfg["epochs"])):
+        row = _train_epoch(t, prog, epoch, progress)
+        if t.ctx.is_main:
+            scores = _validate_epoch(t, prog, row, threshold)
+            pooled = scores.get("all", {})
+            value = pooled.get(metric_name, -math.inf) if scores else -row["train_loss"]
+            improved = value > prog.best
+            if improved:
+                prog.best, prog.best_epoch = value, epoch + 1
+            prog.history.append(row)
+            _log_epoch(run, writer, row)
+            _checkpoint(t, prog, epoch, scores, hardware, run, improved)
+            tqdm.write(_epoch_line(row, scores, metric_name))
+            stop = epoch + 1 - prog.best_epoch >= patience
+        if t.ctx.enabled:
+            flag = ddp.all_reduce_sum(torch.tensor([1.0 if stop else 0.0]), t.ctx)
+            stop = bool(flag.item() > 0)
+        if stop:
+            break
+    if t.ctx.is_main:
+        _write_summary(t, prog, run, metric_name, hardware)
+        if writer is not None:
+            writer.close()
+    _finish_processes(t, run)
+    return run
+
+
+def _restore(t: Trainer, prog: _Progress, resume: str | os.PathLike[str]) -> None:
+    """Continue from a checkpoint: weights, optimiser, schedule, progress and normalisation."""
+    ckpt = torch.load(str(resume), map_location="cpu", weights_only=False)
+    t.model.load_state_dict(ckpt["model"])
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    if t.scheduler is not None and ckpt.get("scheduler"):
+        t.scheduler.load_state_dict(ckpt["scheduler"])
+    prog.start_epoch = ckpt["epoch"] + 1
+    prog.best, prog.best_epoch = ckpt["best"], ckpt["best_epoch"]
+    prog.history = ckpt.get("history", [])
+    prog.mean, prog.std = ckpt["mean"], ckpt["std"]
+    last = prog.history[-1] if prog.history else {}
+    prog.train_seconds = float(last.get("train_seconds", 0.0))
+
+
+def _open_run_folder(
+    cfg: Mapping[str, Any], run_dir: str | os.PathLike[str] | None, ctx: ddp.Distributed
+) -> tuple[Path, Any]:
+    """The run folder (rank 0's name on every process) and a TensorBoard writer (or None).
+
+    Rank 0 creates the folder and writes ``config.yaml`` into it.
+    """
     run = Path(run_dir) if run_dir else Path("runs") / cfg["name"] / time.strftime("%Y%m%d-%H%M%S")
     run = Path(ddp.broadcast_object(str(run), ctx))
     writer = None
@@ -229,132 +152,146 @@ def fit(
             writer = SummaryWriter(str(run / "tb"))
         except Exception:  # tensorboard is optional
             writer = None
+    return run, writer
 
-    threshold = float(cfg.get("threshold", 0.5))
-    hardware = describe_hardware(device, ctx.world_size)
-    train_seconds = float(history[-1].get("train_seconds", 0.0)) if history else 0.0
-    max_steps = cfg.get("max_steps_per_epoch")
-    stop = False
-    for epoch in range(start_epoch, epochs):
-        train_ds.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        t0, seen, total_loss, steps = time.time(), 0, 0.0, 0
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not (progress and ctx.is_main),
-            leave=False,
+
+def _train_epoch(t: Trainer, prog: _Progress, epoch: int, progress: bool) -> dict[str, Any]:
+    """One pass over the training loader (then one scheduler step); the epoch's log row so far.
+
+    Adds the epoch's time to ``prog.train_seconds``.
+    """
+    epochs, max_steps = int(t.cfg["epochs"]), t.cfg.get("max_steps_per_epoch")
+    t.train_ds.set_epoch(epoch)
+    if t.sampler is not None:
+        t.sampler.set_epoch(epoch)
+    t.net.train()
+    t0, seen, total_loss, steps = time.time(), 0, 0.0, 0
+    bar = tqdm(
+        t.loader,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        disable=not (progress and t.ctx.is_main),
+        leave=False,
+    )
+    for images, masks in bar:
+        images, masks = (
+            images.to(t.device, non_blocking=True),
+            masks.to(t.device, non_blocking=True),
         )
-        for images, masks in bar:
-            images, masks = (
-                images.to(device, non_blocking=True),
-                masks.to(device, non_blocking=True),
-            )
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = loss_fn(net(images), masks)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total_loss += float(loss.detach())
-            seen += images.shape[0]
-            steps += 1
-            bar.set_postfix(loss=f"{total_loss / steps:.4f}")
-            if max_steps and steps >= int(max_steps):
-                break
-        if scheduler is not None:
-            scheduler.step()
-        train_time = time.time() - t0
-        train_seconds += train_time
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": total_loss / max(1, steps),
-            "train_images_per_s": seen * ctx.world_size / max(train_time, 1e-9),
-            "train_seconds": train_seconds,
-        }
-        scores: dict[str, dict[str, Any]] = {}
-        improved = False
-        if ctx.is_main:
-            scores = validate(
-                model,
-                sources.val,
-                mean,
-                std,
-                device,
-                threshold,
-                int(cfg["eval_batch_size"]),
-                loss_fn,
-            )
-            pooled = scores.get("all", {})
-            for name, s in scores.items():
-                for key in ("f1", "precision", "recall", "iou_dataset", "iou_per_image"):
-                    row[f"{name}/{key}"] = s[key]
-            row["val_loss"] = pooled.get("loss", float("nan"))
-            value = pooled.get(metric_name, -math.inf) if scores else -row["train_loss"]
-            improved = value > best
-            if improved:
-                best, best_epoch = value, epoch + 1
-            history.append(row)
-            _append_csv(run / "log.csv", row)
-            if writer is not None:
-                for key, val in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, val, epoch + 1)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler else None,
-                "epoch": epoch,
-                "best": best,
-                "best_epoch": best_epoch,
-                "history": history,
-                "config": _plain(cfg),
-                "mean": list(mean),
-                "std": list(std),
-                "scores": scores,
-                "split_rules": sources.rules,
-                "world_size": ctx.world_size,
-                "hardware": hardware,
-                "train_seconds": train_seconds,
-            }
-            _save(state, run / "last.pt")
-            if improved:
-                _save(state, run / "best.pt")
-            tqdm.write(_epoch_line(row, scores, metric_name))
-            stop = epoch + 1 - best_epoch >= patience
-        if ctx.enabled:
-            flag = ddp.all_reduce_sum(torch.tensor([1.0 if stop else 0.0]), ctx)
-            stop = bool(flag.item() > 0)
-        if stop:
+        t.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(t.device.type, enabled=t.use_amp):
+            loss = t.loss_fn(t.net(images), masks)
+        t.scaler.scale(loss).backward()
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        total_loss += float(loss.detach())
+        seen += images.shape[0]
+        steps += 1
+        bar.set_postfix(loss=f"{total_loss / steps:.4f}")
+        if max_steps and steps >= int(max_steps):
             break
-    if ctx.is_main:
-        best_state = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
-        summary = {
-            "name": cfg["name"],
-            "best_epoch": best_epoch,
-            "best_" + metric_name: best,
-            "epochs_run": len(history),
-            "scores": best_state["scores"],
-            "split_rules": sources.rules,
-            "world_size": ctx.world_size,
-            "device": str(device),
-            "hardware": hardware,
-            "train_seconds": train_seconds,
-            "parameter_checksum": parameter_checksum(model),
-        }
-        (run / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        if writer is not None:
-            writer.close()
-    if ctx.enabled:
-        # every process records its parameters: DDP must have kept them identical
-        ddp.barrier(ctx)
-        (run / f"checksum_rank{ctx.rank}.txt").write_text(f"{parameter_checksum(model):.12e}\n")
-        ddp.barrier(ctx)
-        ddp.teardown(ctx)
-    return run
+    if t.scheduler is not None:
+        t.scheduler.step()
+    train_time = time.time() - t0
+    prog.train_seconds += train_time
+    return {
+        "epoch": epoch + 1,
+        "lr": t.optimizer.param_groups[0]["lr"],
+        "train_loss": total_loss / max(1, steps),
+        "train_images_per_s": seen * t.ctx.world_size / max(train_time, 1e-9),
+        "train_seconds": prog.train_seconds,
+    }
+
+
+def _validate_epoch(
+    t: Trainer, prog: _Progress, row: dict[str, Any], threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Held-out scores (rank 0); their headline numbers and ``val_loss`` are added to ``row``."""
+    scores = validate(
+        t.model,
+        t.sources.val,
+        prog.mean,
+        prog.std,
+        t.device,
+        threshold,
+        int(t.cfg["eval_batch_size"]),
+        t.loss_fn,
+    )
+    for name, s in scores.items():
+        for key in ("f1", "precision", "recall", "iou_dataset", "iou_per_image"):
+            row[f"{name}/{key}"] = s[key]
+    row["val_loss"] = scores.get("all", {}).get("loss", float("nan"))
+    return scores
+
+
+def _log_epoch(run: Path, writer: Any, row: Mapping[str, Any]) -> None:
+    """One row in ``log.csv`` and, with TensorBoard, one point per value."""
+    _append_csv(run / "log.csv", row)
+    if writer is not None:
+        for key, val in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, val, row["epoch"])  # epoch + 1
+
+
+def _checkpoint(
+    t: Trainer,
+    prog: _Progress,
+    epoch: int,
+    scores: Mapping[str, Any],
+    hardware: str,
+    run: Path,
+    improved: bool,
+) -> None:
+    """``last.pt`` every epoch; ``best.pt`` too when the epoch improved the validation score."""
+    state = {
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict() if t.scheduler else None,
+        "epoch": epoch,
+        "best": prog.best,
+        "best_epoch": prog.best_epoch,
+        "history": prog.history,
+        "config": _plain(t.cfg),
+        "mean": list(prog.mean),
+        "std": list(prog.std),
+        "scores": scores,
+        "split_rules": t.sources.rules,
+        "world_size": t.ctx.world_size,
+        "hardware": hardware,
+        "train_seconds": prog.train_seconds,
+    }
+    _save(state, run / "last.pt")
+    if improved:
+        _save(state, run / "best.pt")
+
+
+def _write_summary(t: Trainer, prog: _Progress, run: Path, metric_name: str, hardware: str) -> None:
+    """``summary.json``: the best epoch, its held-out scores and where the run trained."""
+    best_state = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    summary = {
+        "name": t.cfg["name"],
+        "best_epoch": prog.best_epoch,
+        "best_" + metric_name: prog.best,
+        "epochs_run": len(prog.history),
+        "scores": best_state["scores"],
+        "split_rules": t.sources.rules,
+        "world_size": t.ctx.world_size,
+        "device": str(t.device),
+        "hardware": hardware,
+        "train_seconds": prog.train_seconds,
+        "parameter_checksum": parameter_checksum(t.model),
+    }
+    (run / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+
+
+def _finish_processes(t: Trainer, run: Path) -> None:
+    """Under DDP: each process's parameter checksum in the run folder, then leave the group."""
+    if not t.ctx.enabled:
+        return
+    # every process records its parameters: DDP must have kept them identical
+    ddp.barrier(t.ctx)
+    (run / f"checksum_rank{t.ctx.rank}.txt").write_text(f"{parameter_checksum(t.model):.12e}\n")
+    ddp.barrier(t.ctx)
+    ddp.teardown(t.ctx)
 
 
 def describe_hardware(device: torch.device, world_size: int = 1) -> str:

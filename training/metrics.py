@@ -1,10 +1,10 @@
-"""Segmentation metrics: the definitions live in :mod:`landslide_mapper.core.metrics`."""
+"""Segmentation metrics: the definitions live in :mod:`landslide_mapper.core.loop.metrics`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from landslide_mapper.core.metrics import SegmentationScores, scores
+from landslide_mapper.core.loop.metrics import SegmentationScores, scores
 
 __all__ = ["SegmentationScores", "format_table", "scores"]
 

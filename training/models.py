@@ -1,8 +1,16 @@
-"""Segmentation networks from segmentation-models-pytorch, built without downloading anything."""
+"""Segmentation networks from segmentation-models-pytorch, built without downloading anything.
+
+What lives here: building a network from an architecture name (:func:`build_model`), from a
+run's config (:func:`make_model`) or from a checkpoint (:func:`model_from_checkpoint`), and
+copying weights between checkpoints (:func:`transfer_weights`). Training
+(:mod:`training.loop`), scoring (:mod:`training.evaluate`) and export (:mod:`training.export`)
+all build their networks here. This module imports nothing else from :mod:`training`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -62,3 +70,58 @@ def build_model(
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def make_model(cfg: Mapping[str, Any], in_channels: int) -> torch.nn.Module:
+    """The network a run's config (its ``model`` section) describes, for ``in_channels`` bands."""
+    m = dict(cfg["model"])
+    extra = {k: v for k, v in m.items() if k not in ("architecture", "encoder", "decoder_channels")}
+    return build_model(
+        m["architecture"],
+        m["encoder"],
+        in_channels,
+        decoder_channels=m.get("decoder_channels"),
+        **extra,
+    )
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network stored in a training checkpoint (``best.pt``/``last.pt``) and the checkpoint."""
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    model = make_model(ckpt["config"], len(ckpt["mean"]))
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
+
+
+def transfer_weights(
+    model: torch.nn.Module, path: str | Path, channels: list[tuple[int, int]] | None = None
+) -> list[str]:
+    """Load matching weights from another checkpoint (e.g. an RGB model into a 14-band one).
+
+    Tensors of equal shape are copied. A 4-D tensor whose input channels differ (the first
+    convolution) gets, for each ``(own_channel, source_channel)`` in ``channels`` (default: the
+    first channels in order), the source weights; its other channels start at zero.
+    """
+    src = torch.load(str(path), map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    loaded = []
+    for key, val in src.items():
+        if key not in own:
+            continue
+        if own[key].shape == val.shape:
+            own[key] = val
+            loaded.append(key)
+        elif (
+            val.dim() == 4
+            and own[key].dim() == 4
+            and own[key].shape[0] == val.shape[0]
+            and own[key].shape[2:] == val.shape[2:]
+        ):
+            w = torch.zeros_like(own[key])
+            pairs = channels or [(c, c) for c in range(min(w.shape[1], val.shape[1]))]
+            for dst_c, src_c in pairs:
+                w[:, int(dst_c)] = val[:, int(src_c)]
+            own[key] = w
+            loaded.append(key)
+    model.load_state_dict(own)
+    return loaded

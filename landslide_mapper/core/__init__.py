@@ -1,0 +1,21 @@
+"""The engine: numpy, rasterio, onnxruntime, shapely, fiona, pyproj. Never QGIS, PyQt or torch.
+
+Sub-packages by concern, with the contract and the errors shared by all::
+
+    mapping   running a model over a raster: the tiled, blended, pipelined run (map_landslides)
+    loop      the annotator's loop: training chips, training in a separate process, evaluation
+    inputs    model-ready inputs: Sentinel-2 stacks, slope and elevation bands from a DEM
+    polygons  mask -> polygons with ground areas; polygon files
+    models    model files: the bundled ones, onnxruntime sessions, small exact test models
+    raster    rasters in and out; which raster band feeds which model input
+    contract  what a model file says about itself (errors: the typed errors of the engine)
+
+Dependencies point one way, down this list and never back up:
+
+    mapping -> inputs, polygons, models, raster
+    loop    -> polygons, models, raster
+    inputs  -> models, raster
+    polygons, models, raster -> contract, errors
+
+``processing/`` (QGIS), ``cli/`` and ``training/`` import from here; nothing here imports them.
+"""

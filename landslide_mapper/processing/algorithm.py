@@ -29,7 +29,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.models import resources_dir
+from ..core.models.registry import resources_dir
 
 # Enum spellings moved into ``Qgis`` in later QGIS versions (and the old ones go with Qt6).
 try:

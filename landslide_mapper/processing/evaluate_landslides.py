@@ -152,7 +152,7 @@ class EvaluateLandslidesAlgorithm(LandslideMapperAlgorithm):
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from ..core.evaluation import evaluate_landslides
+        from ..core.loop.evaluation import evaluate_landslides
 
         predicted = self._input(parameters, self.PREDICTED, context, feedback)
         reference = self._input(parameters, self.REFERENCE, context, feedback)

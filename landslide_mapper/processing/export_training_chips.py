@@ -182,7 +182,7 @@ class ExportTrainingChipsAlgorithm(LandslideMapperAlgorithm):
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from ..core.chips import export_training_chips
+        from ..core.loop.chips import export_training_chips
 
         raster = self.raster_path(parameters, self.INPUT, context)
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)

@@ -23,8 +23,8 @@ from qgis.core import (
 
 from ..core.contract import read_contract
 from ..core.errors import LandslideMapperError
-from ..core.models import bundled_models, resolve_model
-from ..core.runtime import DEVICES
+from ..core.models.registry import bundled_models, resolve_model
+from ..core.models.runtime import DEVICES
 from .algorithm import (
     DOUBLE,
     FILE,
@@ -254,7 +254,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        from ..core.engine import map_landslides
+        from ..core.mapping.engine import map_landslides
 
         input_path = self.raster_path(parameters, self.INPUT, context)
         dem_path = self.raster_path(parameters, self.DEM, context)

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ..core.errors import LandslideMapperError
-from ..core.models import bundled_models, resolve_model
+from ..core.models.registry import bundled_models, resolve_model
 from .algorithm import (
     DOUBLE,
     FILE,
@@ -149,7 +149,7 @@ class PrepareSentinel2StackAlgorithm(LandslideMapperAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        from ..core.sentinel2 import L4S_BANDS, prepare_sentinel2_stack
+        from ..core.inputs.sentinel2 import L4S_BANDS, prepare_sentinel2_stack
 
         source = self.parameterAsFile(parameters, self.INPUT, context)
         if not source:

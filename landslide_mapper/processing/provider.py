@@ -56,7 +56,9 @@ class LandslideMapperProvider(QgsProcessingProvider):
         return ["tif"]
 
     def supportedOutputVectorLayerExtensions(self) -> list[str]:
-        from ..core.vector_io import DRIVERS  # the formats the engine writes, GeoPackage first
+        from ..core.polygons.vector_io import (
+            DRIVERS,  # the formats the engine writes, GeoPackage first
+        )
 
         others = sorted(s.lstrip(".") for s in DRIVERS if s != ".gpkg")
         return ["gpkg", *others]

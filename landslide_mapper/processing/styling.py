@@ -19,7 +19,7 @@ from qgis.core import (
 )
 from qgis.PyQt import sip
 
-from ..core.models import resources_dir
+from ..core.models.registry import resources_dir
 
 STYLE_KINDS = ("probability", "mask", "polygons")
 

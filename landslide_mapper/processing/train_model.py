@@ -151,7 +151,7 @@ class TrainModelAlgorithm(LandslideMapperAlgorithm):
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from ..core.training_run import train_on_chips
+        from ..core.loop.training_run import train_on_chips
 
         out_model = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         if not out_model.lower().endswith(".onnx"):

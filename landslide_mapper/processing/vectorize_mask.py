@@ -100,7 +100,7 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        from ..core.vectorize import vectorize_mask
+        from ..core.polygons.vectorize import vectorize_mask
 
         mask_path = self.raster_path(parameters, self.INPUT, context)
         probability_path = self.raster_path(parameters, self.PROBABILITY, context)

@@ -90,10 +90,10 @@ def test_chips_fine_tune_and_evaluate(scene: dict[str, Path]):
     pytest.importorskip("torch")
     import yaml
 
-    from landslide_mapper.core.chips import export_training_chips
-    from landslide_mapper.core.engine import map_landslides
-    from landslide_mapper.core.evaluation import evaluate_landslides
-    from landslide_mapper.core.training_run import train_on_chips
+    from landslide_mapper.core.loop.chips import export_training_chips
+    from landslide_mapper.core.loop.evaluation import evaluate_landslides
+    from landslide_mapper.core.loop.training_run import train_on_chips
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     out = scene["dir"]
     chips = export_training_chips(

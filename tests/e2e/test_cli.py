@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from landslide_mapper.core.dummy import build_dummy_model
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import make_raster
 
 CLI = [sys.executable, "-m", "landslide_mapper.cli"]
@@ -130,7 +130,7 @@ def test_info_and_contract_commands(tmp_path, model):
 def test_models_lists_bundled_models():
     res = run("models")
     assert res.returncode == 0, res.stderr
-    from landslide_mapper.core.models import bundled_models
+    from landslide_mapper.core.models.registry import bundled_models
 
     for m in bundled_models():
         assert m.name in res.stdout

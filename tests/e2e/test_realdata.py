@@ -16,12 +16,12 @@ import pyproj
 import pytest
 import rasterio
 from rasterio.merge import merge
-from shapely.geometry import shape
 from shapely import transform as shapely_transform_coords
+from shapely.geometry import shape
 
-from landslide_mapper.core.dummy import build_dummy_model
-from landslide_mapper.core.engine import map_landslides
-from landslide_mapper.core.sentinel2 import prepare_sentinel2_stack
+from landslide_mapper.core.inputs.sentinel2 import prepare_sentinel2_stack
+from landslide_mapper.core.mapping.engine import map_landslides
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import shared_data
 
 pytestmark = pytest.mark.realdata

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landslide_mapper.core.dummy import build_dummy_model
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import make_raster
 
 PIXEL_M = 10.0

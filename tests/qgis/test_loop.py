@@ -129,7 +129,7 @@ def test_evaluate(provider, tmp_path: Path):
 @pytest.fixture
 def chips(scene: Path, tmp_path: Path) -> Path:
     polys = write_polygons(tmp_path / "ls.gpkg", [pixel_box(*BIG), pixel_box(*SMALL)])
-    from landslide_mapper.core.chips import export_training_chips
+    from landslide_mapper.core.loop.chips import export_training_chips
 
     export_training_chips(scene, polys, tmp_path / "chips", tile_size=32,
                           keep_empty_fraction=1.0, val_fraction=0.3, block_size_tiles=1)
@@ -199,7 +199,7 @@ def test_train_tiny_model_on_cpu(provider, chips: Path, tmp_path: Path):
         assert "No GPU found" in fb.text and "training on the CPU" in fb.text
     assert Path(res["RUN_DIR"], "output.log").is_file()
     # the new model maps with the engine straight away
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     out = map_landslides(str(chips.parent / "scene.tif"), str(model),
                          probability_path=tmp_path / "p.tif")

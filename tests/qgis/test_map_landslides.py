@@ -20,9 +20,9 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from landslide_mapper.core.dummy import build_dummy_model
-from landslide_mapper.core.engine import map_landslides
 from landslide_mapper.core.errors import LandslideMapperError
+from landslide_mapper.core.mapping.engine import map_landslides
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.qgis.conftest import (
     BIAS,
     BIG,
@@ -377,7 +377,8 @@ def test_the_scene_fixture_is_what_the_tests_assume(scene):
 
 
 def test_device_and_format_choices_are_the_engines():
-    from landslide_mapper.core import engine, runtime
+    from landslide_mapper.core.mapping import engine
+    from landslide_mapper.core.models import runtime
     from landslide_mapper.processing import map_landslides as alg_module
 
     assert alg_module.DEVICES == runtime.DEVICES

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
     report = {"host": host_exports_geo_libraries()}
     report["loaded"] = len(load_native_packages())
     import shapely
-    from landslide_mapper.core.vectorize import vectorize_mask
+    from landslide_mapper.core.polygons.vectorize import vectorize_mask
     box = shapely.box(0, 0, 30, 20)
     report["wkb_roundtrip"] = shapely.from_wkb(shapely.to_wkb(box)).equals(box)
     result = vectorize_mask(sys.argv[1], sys.argv[2])

@@ -49,7 +49,7 @@ def test_zip_layout(plugin_zip):
     for required in (
         "landslide_mapper/__init__.py", "landslide_mapper/plugin.py",
         "landslide_mapper/metadata.txt", "landslide_mapper/LICENSE", "landslide_mapper/README.md",
-        "landslide_mapper/processing/provider.py", "landslide_mapper/core/engine.py",
+        "landslide_mapper/processing/provider.py", "landslide_mapper/core/mapping/engine.py",
         "landslide_mapper/resources/icons/landslide_mapper.svg",
         "landslide_mapper/resources/styles/probability.qml",
         "landslide_mapper/resources/styles/mask.qml",

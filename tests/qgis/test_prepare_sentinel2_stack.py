@@ -69,7 +69,7 @@ def test_metadata_file_stands_for_the_safe_folder_and_polygon_aoi(qgis_processin
 
 
 def test_extent_aoi_and_model_file(qgis_processing, fixtures, tmp_path):
-    from landslide_mapper.core.dummy import build_dummy_model
+    from landslide_mapper.core.models.dummy import build_dummy_model
 
     model = tmp_path / "m.onnx"
     build_dummy_model(model, bands=["sentinel2:B04", "sentinel2:B03", "sentinel2:B02"])

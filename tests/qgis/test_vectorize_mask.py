@@ -14,7 +14,7 @@ import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
 
 from landslide_mapper.core.errors import LandslideMapperError
-from landslide_mapper.core.vectorize import vectorize_mask
+from landslide_mapper.core.polygons.vectorize import vectorize_mask
 from tests.support import make_raster
 
 pytestmark = pytest.mark.qgis

@@ -192,7 +192,7 @@ def test_raw_units_fold_the_contract_scaling_into_mean_and_std():
 @pytest.mark.realdata
 def test_l4s_raw_units_equal_training_units_for_an_l4s_scaled_contract(tmp_path):
     """A model whose contract scale is 1 / L4S vector sees the same input either way."""
-    from landslide_mapper.core.dummy import build_dummy_model
+    from landslide_mapper.core.models.dummy import build_dummy_model
     from tests.support import shared_data
     from training.data.readers import L4S_VECTOR
 

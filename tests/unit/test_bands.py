@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from landslide_mapper.core.bands import band_keys, map_bands
 from landslide_mapper.core.contract import BandSpec
 from landslide_mapper.core.errors import InputError
+from landslide_mapper.core.raster.bands import band_keys, map_bands
 
 S2 = [BandSpec("sentinel2:B02", aliases=("blue",)), BandSpec("sentinel2:B04", aliases=("red",)),
       BandSpec("sentinel2:B8A"), BandSpec("slope_deg")]

@@ -12,8 +12,8 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import box
 
-from landslide_mapper.core.chips import choose_val_blocks, export_training_chips, tile_starts
 from landslide_mapper.core.errors import CancelledError, InputError, OutputError
+from landslide_mapper.core.loop.chips import choose_val_blocks, export_training_chips, tile_starts
 from tests.support import UTM, X0, Y0, make_raster, pixel_box, write_polygons
 
 

@@ -15,9 +15,9 @@ from landslide_mapper.core.contract import (
     validate,
     write_contract,
 )
-from landslide_mapper.core.dummy import build_dummy_model
 from landslide_mapper.core.errors import InputError, ModelError
-from landslide_mapper.core.models import bundled_models, resolve_model
+from landslide_mapper.core.models.dummy import build_dummy_model
+from landslide_mapper.core.models.registry import bundled_models, resolve_model
 
 
 def _doc(**changes):

@@ -7,11 +7,11 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.dummy import build_dummy_model
-from landslide_mapper.core.engine import map_landslides
 from landslide_mapper.core.errors import CancelledError
-from landslide_mapper.core.raster import pixel_size_m
-from landslide_mapper.core.tiling import tile_origins
+from landslide_mapper.core.mapping.engine import map_landslides
+from landslide_mapper.core.mapping.tiling import tile_origins
+from landslide_mapper.core.models.dummy import build_dummy_model
+from landslide_mapper.core.raster.io import pixel_size_m
 from tests.support import make_raster, shared_data
 
 W = np.array([0.004, -0.003, 0.002], np.float32)
@@ -294,7 +294,7 @@ def test_progress_monotonic_when_resampling(tmp_path):
 
 
 def test_temporary_probability_removed_when_only_mask_and_polygons(tmp_path, scene):
-    pytest.importorskip("landslide_mapper.core.vectorize")
+    pytest.importorskip("landslide_mapper.core.polygons.vectorize")
     path, _ = scene
     r = map_landslides(path, model(tmp_path), mask_path=tmp_path / "m.tif",
                        polygons_path=tmp_path / "poly.gpkg")
@@ -305,7 +305,7 @@ def test_temporary_probability_removed_when_only_mask_and_polygons(tmp_path, sce
 
 @pytest.mark.parametrize("name", ["l.gpkg", "l.shp"])
 def test_polygons_from_the_mask(tmp_path, name):
-    pytest.importorskip("landslide_mapper.core.vectorize")
+    pytest.importorskip("landslide_mapper.core.polygons.vectorize")
     import fiona
 
     data = np.full((3, 100, 120), 100, np.uint16)
@@ -429,10 +429,10 @@ def test_model_with_static_batch_and_tile_size(tmp_path, scene):
 def test_several_reader_threads_give_identical_rows(tmp_path, scene):
     """Batches prepared by 3 readers (each on its own handle) reach the model in order."""
     from landslide_mapper.core.contract import read_contract
-    from landslide_mapper.core.inference import run_tiles
-    from landslide_mapper.core.raster import BandReader
-    from landslide_mapper.core.runtime import create_session
-    from landslide_mapper.core.tiling import TileGrid
+    from landslide_mapper.core.mapping.inference import run_tiles
+    from landslide_mapper.core.mapping.tiling import TileGrid
+    from landslide_mapper.core.models.runtime import create_session
+    from landslide_mapper.core.raster.io import BandReader
 
     path, data = scene
     m = model(tmp_path, kind="conv3")
@@ -465,7 +465,7 @@ def test_several_reader_threads_give_identical_rows(tmp_path, scene):
 
 
 def test_reader_threads_by_provider():
-    from landslide_mapper.core.runtime import reader_threads
+    from landslide_mapper.core.models.runtime import reader_threads
 
     assert reader_threads("CPUExecutionProvider", cores=2) == 1
     assert reader_threads("CPUExecutionProvider", cores=16) == 2
@@ -475,7 +475,7 @@ def test_reader_threads_by_provider():
 
 @pytest.mark.parametrize("pixel", [10.0, 20.0])  # direct, and resampled (one WarpedVRT per reader)
 def test_engine_with_several_readers(tmp_path, monkeypatch, pixel):
-    import landslide_mapper.core.engine as engine
+    import landslide_mapper.core.mapping.engine as engine
 
     yy, xx = np.mgrid[0:60, 0:70].astype(np.float32)
     data = np.stack([300 + 4 * xx, 500 - 3 * yy, 200 + xx + yy]).astype(np.float32)
@@ -537,7 +537,7 @@ def test_local_crs_is_mapped_with_a_note(tmp_path):
 
 def test_cancel_at_every_step_leaves_nothing(tmp_path):
     """Cancel at the n-th check, for every n: tiles, warping back, polygons, publishing."""
-    pytest.importorskip("landslide_mapper.core.vectorize")
+    pytest.importorskip("landslide_mapper.core.polygons.vectorize")
     data = np.full((3, 40, 50), 100, np.uint16)
     data[0, 10:20, 10:30] = 900
     path = make_raster(tmp_path / "c.tif", data, transform=from_origin(500000, 4000000, 20, 20))

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.dummy import build_dummy_model
-from landslide_mapper.core.engine import map_landslides
-from landslide_mapper.core.errors import (
-    CancelledError, InputError, ModelError, OutputError)
+from landslide_mapper.core.errors import CancelledError, InputError, ModelError, OutputError
+from landslide_mapper.core.mapping.engine import map_landslides
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import make_raster
 
 OLD = b"result of an earlier run"

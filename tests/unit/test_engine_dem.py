@@ -7,9 +7,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.dummy import build_dummy_model
-from landslide_mapper.core.engine import map_landslides
 from landslide_mapper.core.errors import InputError
+from landslide_mapper.core.mapping.engine import map_landslides
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import make_raster
 
 

@@ -11,7 +11,7 @@ import pytest
 from shapely.geometry import box
 
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.evaluation import evaluate_landslides, match_polygons
+from landslide_mapper.core.loop.evaluation import evaluate_landslides, match_polygons
 from tests.support import make_raster, pixel_box, write_polygons
 
 
@@ -126,7 +126,7 @@ def test_no_overlap_is_an_error(tmp_path: Path):
 def test_training_scores_with_the_same_definitions():
     """Training's validation and this evaluation share one implementation of the metrics."""
     metrics = pytest.importorskip("training.metrics")
-    from landslide_mapper.core import metrics as core_metrics
+    from landslide_mapper.core.loop import metrics as core_metrics
 
     assert metrics.scores is core_metrics.scores
     assert metrics.SegmentationScores is core_metrics.SegmentationScores

@@ -11,7 +11,7 @@ from pyproj import CRS, Transformer
 from shapely.geometry import Polygon, box
 
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.geometry import GroundMeasure
+from landslide_mapper.core.polygons.geometry import GroundMeasure
 
 US_FOOT = 1200.0 / 3937.0  # metres per US survey foot, by definition
 

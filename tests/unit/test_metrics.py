@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landslide_mapper.core.metrics import SegmentationScores, scores
+from landslide_mapper.core.loop.metrics import SegmentationScores, scores
 
 
 def test_one_image_hand_counts():

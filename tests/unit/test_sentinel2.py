@@ -17,9 +17,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.dummy import build_dummy_model
 from landslide_mapper.core.errors import CancelledError, InputError
-from landslide_mapper.core.sentinel2 import (
+from landslide_mapper.core.inputs.sentinel2 import (
     L4S_BANDS,
     STACK_NODATA,
     band_from_filename,
@@ -27,6 +26,7 @@ from landslide_mapper.core.sentinel2 import (
     parse_product_metadata,
     prepare_sentinel2_stack,
 )
+from landslide_mapper.core.models.dummy import build_dummy_model
 from tests.support import REPO, UTM, make_raster, shared_data
 
 sys.path.insert(0, str(REPO))
@@ -205,7 +205,7 @@ def test_band_order_from_a_model_contract(fixtures, tmp_path):
     r2 = prepare_sentinel2_stack(fixtures["l2a"], tmp_path / "d.tif", bands=str(model),
                                  dem_path=fixtures["dem_utm"])
     assert r2.bands == r.bands
-    from landslide_mapper.core.bands import map_bands
+    from landslide_mapper.core.raster.bands import map_bands
 
     assert map_bands(contract.bands, list(desc)).indexes == [1, 2, 3, 4, 5]
 
@@ -446,7 +446,7 @@ def _check_ortho_result(ortho, prob_path, mask_path):
 
 
 def test_rgba_8bit_orthophoto_at_the_model_pixel_size_alpha_is_nodata(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     model = tmp_path / "rgb05.onnx"
     _rgb_model(model, pixel_size_m=0.5)
@@ -457,7 +457,7 @@ def test_rgba_8bit_orthophoto_at_the_model_pixel_size_alpha_is_nodata(fixtures, 
 
 
 def test_rgba_8bit_orthophoto_resampled_alpha_is_nodata(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     model = tmp_path / "rgb.onnx"
     _rgb_model(model)
@@ -468,7 +468,7 @@ def test_rgba_8bit_orthophoto_resampled_alpha_is_nodata(fixtures, tmp_path):
 
 
 def test_rgb_16bit_orthophoto_with_nodata_collar(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     model = tmp_path / "rgb16.onnx"
     _rgb_model(model, scale=1 / 257)
@@ -479,7 +479,7 @@ def test_rgb_16bit_orthophoto_with_nodata_collar(fixtures, tmp_path):
 
 
 def test_zero_collar_without_nodata_is_never_mapped(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     with rasterio.open(fixtures["ortho_rgba"]) as src:
         rgb = src.read([1, 2, 3])
@@ -494,7 +494,7 @@ def test_zero_collar_without_nodata_is_never_mapped(fixtures, tmp_path):
 
 
 def test_orthophoto_without_crs_gets_a_clear_message(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     model = tmp_path / "m.onnx"
     _rgb_model(model)
@@ -505,7 +505,7 @@ def test_orthophoto_without_crs_gets_a_clear_message(fixtures, tmp_path):
 
 
 def test_orthophoto_with_a_local_crs_gets_a_clear_message(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     local = 'LOCAL_CS["site grid",LOCAL_DATUM["local",0],UNIT["metre",1],AXIS["X",EAST],' \
             'AXIS["Y",NORTH]]'
@@ -527,7 +527,7 @@ def test_orthophoto_with_a_local_crs_gets_a_clear_message(fixtures, tmp_path):
 
 
 def test_model_pixel_size_tolerance_means_no_resampling(fixtures, tmp_path):
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
 
     model = tmp_path / "m.onnx"
     _rgb_model(model, pixel_size_m=0.6)  # 0.5 m is within the default 25 % tolerance
@@ -542,7 +542,7 @@ def test_model_pixel_size_tolerance_means_no_resampling(fixtures, tmp_path):
 def test_cli_prepare_and_slope(fixtures, tmp_path):
     from click.testing import CliRunner
 
-    from landslide_mapper.cli import main
+    from landslide_mapper.cli.main import main
 
     runner = CliRunner()
     out = tmp_path / "s.tif"

@@ -13,16 +13,16 @@ import rasterio
 from pyproj import Geod
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.bands import map_bands
 from landslide_mapper.core.contract import BandSpec
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.terrain import (
+from landslide_mapper.core.inputs.terrain import (
     TERRAIN_NODATA,
     augment_with_terrain,
     compute_slope,
     horn_slope,
     metres_per_degree,
 )
+from landslide_mapper.core.raster.bands import map_bands
 from tests.support import REPO, UTM, make_raster, shared_data
 
 sys.path.insert(0, str(REPO))
@@ -262,8 +262,8 @@ def test_slope_of_the_iburi_dsm_agrees_with_the_shipped_slope(tmp_path):
 
 def test_augmented_raster_runs_through_the_engine(tmp_path):
     """The VRT feeds map_landslides: slope reaches the model, DEM voids are never scored."""
-    from landslide_mapper.core.dummy import build_dummy_model
-    from landslide_mapper.core.engine import map_landslides
+    from landslide_mapper.core.mapping.engine import map_landslides
+    from landslide_mapper.core.models.dummy import build_dummy_model
 
     dems = fx.make_dems(tmp_path)
     scene = _scene(tmp_path)

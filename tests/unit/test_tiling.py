@@ -8,7 +8,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landslide_mapper.core.tiling import TileGrid, blend_weights, ramp, tile_origins, weight_sums
+from landslide_mapper.core.mapping.tiling import (
+    TileGrid,
+    blend_weights,
+    ramp,
+    tile_origins,
+    weight_sums,
+)
 
 lengths = st.integers(min_value=1, max_value=3000)
 tiles = st.sampled_from([32, 64, 96, 128, 256, 512])

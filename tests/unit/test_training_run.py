@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from landslide_mapper.core import training_run
 from landslide_mapper.core.contract import read_contract
-from landslide_mapper.core.dummy import build_dummy_model
 from landslide_mapper.core.errors import InputError, ModelError
-from landslide_mapper.core.training_run import build_config, find_python
+from landslide_mapper.core.loop import training_run
+from landslide_mapper.core.loop.training_run import build_config, find_python
+from landslide_mapper.core.models.dummy import build_dummy_model
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_cli_train_reports_a_dying_process(chips: Path, tmp_path: Path, monkeypa
 
     from click.testing import CliRunner
 
-    from landslide_mapper.cli import main
+    from landslide_mapper.cli.main import main
 
     py = tmp_path / "python"
     py.write_text('#!/bin/sh\ncase "$*" in *" fit "*) echo "ValueError: no chips"; exit 2 ;; '
@@ -131,7 +131,7 @@ def test_cancel_terminates_the_training_process(chips: Path, tmp_path: Path, mon
     import time
 
     from landslide_mapper.core.errors import CancelledError
-    from landslide_mapper.core.training_run import train_on_chips
+    from landslide_mapper.core.loop.training_run import train_on_chips
 
     py = tmp_path / "python"
     py.write_text('#!/bin/sh\ncase "$*" in *" fit "*) echo "epoch 1 | loss 0.5"; '

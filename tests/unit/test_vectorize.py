@@ -16,7 +16,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import shape
 
 from landslide_mapper.core.errors import CancelledError, InputError, OutputError
-from landslide_mapper.core.vectorize import VectorizeResult, vectorize_mask
+from landslide_mapper.core.polygons.vectorize import VectorizeResult, vectorize_mask
 from tests.support import make_raster, shared_data
 
 FIELDS = ["id", "area_m2", "area_ha", "perimeter_m", "prob_mean", "prob_max", "centroid_lon",
@@ -538,7 +538,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     out = tmp_path / "o.gpkg"
     out.write_bytes(b"previous result")
     before = folder_listing(tmp_path)
-    from landslide_mapper.core import vector_io
+    from landslide_mapper.core.polygons import vector_io
 
     def broken(self, records):
         raise OSError("disk full")

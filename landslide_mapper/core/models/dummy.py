@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .contract import ModelContract, set_contract, validate
+from ..contract import ModelContract, set_contract, validate
 
 
 def build_dummy_model(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import ModelContract
-from .errors import InputError, ModelError
+from ..contract import ModelContract
+from ..errors import InputError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"

@@ -21,14 +21,14 @@ from typing import Callable, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from . import raster as rio
-from .bands import map_bands
-from .contract import check_tiling, read_contract
-from .errors import CancelledError, InputError, LandslideMapperError, OutputError
+from ..contract import ModelContract, check_tiling, read_contract
+from ..errors import CancelledError, InputError, LandslideMapperError, OutputError
+from ..inputs.terrain import augment_with_terrain
+from ..models.registry import resolve_model
+from ..models.runtime import ModelSession, create_session, reader_threads
+from ..raster import io as rio
+from ..raster.bands import map_bands
 from .inference import run_tiles
-from .models import resolve_model
-from .runtime import create_session, reader_threads
-from .terrain import augment_with_terrain
 from .tiling import TileGrid
 
 PROBABILITY_FORMATS = ("float32", "uint8")
@@ -93,22 +93,9 @@ def map_landslides(
             log(text)
 
     source = f"Input raster {input_path}"
-    targets = _check_outputs(input_path, probability_path, mask_path, polygons_path)
-    prob_target, mask_target, poly_target = targets
-    if probability_format not in PROBABILITY_FORMATS:
-        raise InputError(
-            f"Probability format: expected float32 or uint8, found {probability_format!r}.")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"Batch size: expected a whole number >= 1, found {batch_size!r}.")
-
-    model_path = resolve_model(model)
-    contract = read_contract(model_path)
-    tile = contract.tile_size if tile_size is None else tile_size
-    ovl = contract.overlap if overlap is None else overlap
-    check_tiling(tile, ovl)
-    thr = contract.threshold if threshold is None else threshold
-    if not isinstance(thr, (int, float)) or not 0.0 < thr < 1.0:
-        raise InputError(f"Threshold: expected a number between 0 and 1, found {thr!r}.")
+    prob_target, mask_target, poly_target = _check_request(
+        input_path, (probability_path, mask_path, polygons_path), probability_format, batch_size)
+    model_path, contract, tile, ovl, thr = _model_settings(model, tile_size, overlap, threshold)
 
     with ExitStack() as stack:
         stack.enter_context(rio.gdal_env())
@@ -127,38 +114,11 @@ def map_landslides(
         for m in mapping.messages:
             note(m)
         plan = rio.plan_resampling(ds, contract, source)
-        session = create_session(model_path, contract, device=device, threads=threads)
-        threads_note = (f" ({session.threads} thread{'s' if session.threads != 1 else ''})"
-                        if session.provider == "CPUExecutionProvider" else "")
-        note(f"Model '{contract.name}' runs on {session.provider}{threads_note}.")
-        if session.fixed_size is not None and session.fixed_size != (tile, tile):
-            raise InputError(
-                f"Tile size {tile}: the model {model_path.name} only takes tiles of "
-                f"{session.fixed_size[0]} x {session.fixed_size[1]} px; use that tile size.")
-        if session.fixed_batch is not None and batch_size != session.fixed_batch:
-            note(f"Batch size {batch_size} -> {session.fixed_batch}: the model was exported with a "
-                 "fixed batch size.")
-            batch_size = session.fixed_batch
-        in_reader = rio.BandReader(ds, mapping.indexes, contract.bands, contract.nodata_value)
-        if in_reader.zero_is_nodata:
-            note(f"{source}: declares no nodata value, alpha band or mask; pixels that are 0 in "
-                 "every band (a black collar) are treated as nodata and never mapped.")
-        if not rio.has_valid_pixels(in_reader):
-            raise InputError(
-                f"{source}: every pixel of bands {mapping.indexes} is nodata (or NaN/masked); "
-                "nothing to map. Check the raster's nodata value and extent."
-            )
-
-        def tile_reader(dataset) -> rio.BandReader:
-            """A reader on its own handle (one per reader thread), on the model's grid."""
-            if plan is not None:
-                dataset = stack.enter_context(rio.working_dataset(dataset, plan))
-            return rio.BandReader(dataset, mapping.indexes, contract.bands, contract.nodata_value)
-
+        session, batch_size = _start_session(model_path, contract, tile, batch_size, device,
+                                             threads, note)
+        in_reader = _input_reader(ds, mapping.indexes, contract, source, note)
         n_readers = reader_threads(session.provider)
-        readers = [in_reader if plan is None else tile_reader(ds)] + [
-            tile_reader(stack.enter_context(rio.open_input(input_path)))
-            for _ in range(n_readers - 1)]
+        readers = _tile_readers(stack, in_reader, input_path, plan, contract, n_readers)
         if plan is not None:
             px, py = rio.pixel_size_m(ds)
             note(f"Resampled: the raster's pixel size ({math.sqrt(px * py):.3g} m) differs from "
@@ -195,6 +155,115 @@ def map_landslides(
         band_indexes=list(mapping.indexes), resampled=plan is not None, tiles=stats.tiles,
         seconds=time.perf_counter() - t_start, messages=messages,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-flight: arguments, model, session and input, checked before any work
+
+
+def _check_request(input_path, paths: Sequence, probability_format: str,
+                   batch_size) -> list[Path | None]:
+    """The output targets (normalized), once the outputs, the format and the batch size pass."""
+    targets = _check_outputs(input_path, *paths)
+    if probability_format not in PROBABILITY_FORMATS:
+        raise InputError(
+            f"Probability format: expected float32 or uint8, found {probability_format!r}.")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"Batch size: expected a whole number >= 1, found {batch_size!r}.")
+    return targets
+
+
+def _check_outputs(input_path, *paths) -> list[Path | None]:
+    """Normalize output paths and fail early (before any work) when one cannot be written."""
+    named = ("Probability raster", "Mask raster", "Polygons")
+    out = [None if p is None or str(p) == "" else Path(p) for p in paths]
+    if all(p is None for p in out):
+        raise OutputError("Outputs: none given. Give at least one of probability_path, mask_path "
+                          "or polygons_path.")
+    resolved = [p.resolve() if p is not None else None for p in out]
+    seen: dict[Path, str] = {}
+    for what, p, r in zip(named, out, resolved):
+        if p is None:
+            continue
+        if input_path is not None and Path(input_path).exists() and r == Path(input_path).resolve():
+            raise OutputError(
+                f"{what} {p}: is the input raster itself; choose another output path.")
+        if r in seen:
+            raise OutputError(f"{what} {p}: the same path is also given for the {seen[r].lower()}.")
+        seen[r] = what
+        rio.check_writable(p, what)
+    return out
+
+
+def _model_settings(model, tile_size: int | None, overlap: int | None,
+                    threshold: float | None) -> tuple[Path, ModelContract, int, int, float]:
+    """The model's file and contract, and the tile size, overlap and threshold of the run (the
+    contract's unless given), checked."""
+    model_path = resolve_model(model)
+    contract = read_contract(model_path)
+    tile = contract.tile_size if tile_size is None else tile_size
+    ovl = contract.overlap if overlap is None else overlap
+    check_tiling(tile, ovl)
+    thr = contract.threshold if threshold is None else threshold
+    if not isinstance(thr, (int, float)) or not 0.0 < thr < 1.0:
+        raise InputError(f"Threshold: expected a number between 0 and 1, found {thr!r}.")
+    return model_path, contract, tile, ovl, thr
+
+
+def _start_session(model_path: Path, contract: ModelContract, tile: int, batch_size: int,
+                   device: str, threads: int | None,
+                   note: Callable[[str], None]) -> tuple[ModelSession, int]:
+    """The model session, and the batch size it takes (a model exported with a fixed batch size
+    imposes it); refuses a tile size the model does not take."""
+    session = create_session(model_path, contract, device=device, threads=threads)
+    threads_note = (f" ({session.threads} thread{'s' if session.threads != 1 else ''})"
+                    if session.provider == "CPUExecutionProvider" else "")
+    note(f"Model '{contract.name}' runs on {session.provider}{threads_note}.")
+    if session.fixed_size is not None and session.fixed_size != (tile, tile):
+        raise InputError(
+            f"Tile size {tile}: the model {model_path.name} only takes tiles of "
+            f"{session.fixed_size[0]} x {session.fixed_size[1]} px; use that tile size.")
+    if session.fixed_batch is not None and batch_size != session.fixed_batch:
+        note(f"Batch size {batch_size} -> {session.fixed_batch}: the model was exported with a "
+             "fixed batch size.")
+        batch_size = session.fixed_batch
+    return session, batch_size
+
+
+def _input_reader(ds, indexes: list[int], contract: ModelContract, source: str,
+                  note: Callable[[str], None]) -> rio.BandReader:
+    """The model's bands of the input raster, on its own grid; refuses a raster with no valid
+    pixel."""
+    in_reader = rio.BandReader(ds, indexes, contract.bands, contract.nodata_value)
+    if in_reader.zero_is_nodata:
+        note(f"{source}: declares no nodata value, alpha band or mask; pixels that are 0 in "
+             "every band (a black collar) are treated as nodata and never mapped.")
+    if not rio.has_valid_pixels(in_reader):
+        raise InputError(
+            f"{source}: every pixel of bands {indexes} is nodata (or NaN/masked); "
+            "nothing to map. Check the raster's nodata value and extent."
+        )
+    return in_reader
+
+
+def _tile_readers(stack: ExitStack, in_reader: rio.BandReader, input_path,
+                  plan: rio.ResamplePlan | None, contract: ModelContract,
+                  n_readers: int) -> list[rio.BandReader]:
+    """One reader per reader thread, each on its own dataset handle, on the model's grid (the
+    input reader itself first when there is no resampling); handles close with ``stack``."""
+
+    def tile_reader(dataset) -> rio.BandReader:
+        if plan is not None:
+            dataset = stack.enter_context(rio.working_dataset(dataset, plan))
+        return rio.BandReader(dataset, in_reader.indexes, contract.bands, contract.nodata_value)
+
+    return [in_reader if plan is None else tile_reader(in_reader.ds)] + [
+        tile_reader(stack.enter_context(rio.open_input(input_path)))
+        for _ in range(n_readers - 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The run and its outputs
 
 
 class _Staging:
@@ -365,7 +434,7 @@ def _vectorize(staging: _Staging, model_name: str, min_area_m2: float, fill_hole
                simplify_m: float, is_canceled, progress) -> int:
     """Polygons from the (temporary) mask, with probability attributes; returns their count."""
     try:
-        from .vectorize import vectorize_mask
+        from ..polygons.vectorize import vectorize_mask
     except ImportError as exc:
         raise OutputError(
             f"Polygons {staging.targets[2]}: vectorization is not available ({exc}).") from exc
@@ -395,26 +464,9 @@ def _remove_vector(tmp: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _check_outputs(input_path, *paths) -> list[Path | None]:
-    """Normalize output paths and fail early (before any work) when one cannot be written."""
-    named = ("Probability raster", "Mask raster", "Polygons")
-    out = [None if p is None or str(p) == "" else Path(p) for p in paths]
-    if all(p is None for p in out):
-        raise OutputError("Outputs: none given. Give at least one of probability_path, mask_path "
-                          "or polygons_path.")
-    resolved = [p.resolve() if p is not None else None for p in out]
-    seen: dict[Path, str] = {}
-    for what, p, r in zip(named, out, resolved):
-        if p is None:
-            continue
-        if input_path is not None and Path(input_path).exists() and r == Path(input_path).resolve():
-            raise OutputError(
-                f"{what} {p}: is the input raster itself; choose another output path.")
-        if r in seen:
-            raise OutputError(f"{what} {p}: the same path is also given for the {seen[r].lower()}.")
-        seen[r] = what
-        rio.check_writable(p, what)
-    return out
-
+# The pieces a run split over several machines (core/batch/split.py) shares with this one, so both
+# check, stage, write and publish their outputs alike.
+check_request, model_settings, input_reader = _check_request, _model_settings, _input_reader
+Staging, RowWriters, vectorize_staged = _Staging, _Writers, _vectorize
 
 __all__ = ["MapResult", "map_landslides", "LandslideMapperError"]

@@ -23,8 +23,8 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from .contract import BandSpec, ModelContract
-from .errors import InputError, OutputError
+from ..contract import BandSpec, ModelContract
+from ..errors import InputError, OutputError
 
 #: A raster more than this factor off the model's pixel size is refused rather than resampled.
 MAX_RESAMPLE_FACTOR = 8.0

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import CancelledError, InputError, ModelError, OutputError
-from .models import resolve_model
+from ..errors import CancelledError, InputError, ModelError, OutputError
+from ..models.registry import resolve_model
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parents[2]  # the landslide_mapper package
 REPO = _PACKAGE.parent
 CONFIG_DIR = REPO / "training" / "configs"
 _EPOCH_LINE = re.compile(r"^epoch (\d+) \|")
@@ -131,11 +131,11 @@ def resolve_base(base: str | None, messages: list[str]) -> tuple[Path | None, An
             raise InputError(f"Training config {text}: file not found.")
         return p.resolve(), None
     if (CONFIG_DIR / f"{text}.yaml").is_file() and not p.suffix:
-        from .models import bundled_models
+        from ..models.registry import bundled_models
 
         if text not in {m.name for m in bundled_models()}:
             return CONFIG_DIR / f"{text}.yaml", None
-    from .contract import read_contract
+    from ..contract import read_contract
 
     path = resolve_model(text)
     contract = read_contract(path)
@@ -335,19 +335,7 @@ def train_on_chips(
         run = run.with_name(f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     python = python or find_python()
     log(f"Training interpreter: {python}")
-    info = probe_python(python)
-    messages: list[str] = []
-    if device == "cuda" and not info["cuda"]:
-        raise InputError(f"Device cuda: asked for the GPU, found none usable by torch "
-                         f"{info['torch']} in {python}. Choose auto or cpu.")
-    use = "cuda" if (device in ("auto", "cuda") and info["cuda"]) else "cpu"
-    if use == "cuda":
-        messages.append(f"Training on the GPU ({info['gpu']}).")
-    elif device == "auto":
-        messages.append(f"No GPU found (torch {info['torch']} sees no CUDA device): training on "
-                        "the CPU, which is much slower.")
-    else:
-        messages.append("Training on the CPU, as asked.")
+    use, messages = _training_device(device, probe_python(python), python)
     cfg, cfg_messages = build_config(
         chips_dir, base=base, checkpoint=checkpoint, name=name, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, device=use, threads=threads,
@@ -392,6 +380,24 @@ def train_on_chips(
     progress(1.0)
     return TrainResult(out_model, run, use, int(summary.get("epochs_run", 0)),
                        dict(summary.get("scores") or {}), messages)
+
+
+def _training_device(device: str, info: Mapping[str, Any], python: str) -> tuple[str, list[str]]:
+    """The device to train on (``cuda`` or ``cpu``) for the one asked and what ``python``'s torch
+    sees (``info``, from :func:`probe_python`), with a note for the user."""
+    messages: list[str] = []
+    if device == "cuda" and not info["cuda"]:
+        raise InputError(f"Device cuda: asked for the GPU, found none usable by torch "
+                         f"{info['torch']} in {python}. Choose auto or cpu.")
+    use = "cuda" if (device in ("auto", "cuda") and info["cuda"]) else "cpu"
+    if use == "cuda":
+        messages.append(f"Training on the GPU ({info['gpu']}).")
+    elif device == "auto":
+        messages.append(f"No GPU found (torch {info['torch']} sees no CUDA device): training on "
+                        "the CPU, which is much slower.")
+    else:
+        messages.append("Training on the CPU, as asked.")
+    return use, messages
 
 
 def _died(what: str, code: int, run: Path, tail: deque[str]) -> str:

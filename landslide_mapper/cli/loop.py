@@ -4,7 +4,7 @@
     landslide-mapper train chips/ new-model.onnx --base sentinel2-rgb --epochs 20
     landslide-mapper evaluate predicted.gpkg reference.gpkg --report report.html
 
-Registered on the main command group in :mod:`landslide_mapper.cli`.
+Registered on the command group in :mod:`landslide_mapper.cli.main`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any
 
 import click
 
-_IN = click.Path(exists=True, dir_okay=False, path_type=Path)
-_OUT = click.Path(dir_okay=False, path_type=Path)
+from .options import IN_FILE, OUT_FILE, band_list, engine_run
 
 
 def _area(_ctx: Any, _param: Any, value: str | None) -> Any:
@@ -34,18 +33,9 @@ def _area(_ctx: Any, _param: Any, value: str | None) -> Any:
     raise click.BadParameter(f"expected xmin,ymin,xmax,ymax or a polygon file, found {value!r}")
 
 
-def _bands(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
-    if not value:
-        return None
-    try:
-        return [int(v) for v in value.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(f"expected 1-based band numbers such as 1,2,3, found {value!r}")
-
-
 @click.command("chips")
-@click.argument("raster", type=_IN)
-@click.argument("polygons", type=_IN)
+@click.argument("raster", type=IN_FILE)
+@click.argument("polygons", type=IN_FILE)
 @click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--checked-area", callback=_area, help="Area that was checked (polygon file or "
               "xmin,ymin,xmax,ymax in the raster's CRS); pixels outside are unknown "
@@ -59,14 +49,13 @@ def _bands(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
 @click.option("--block-size", "block_size_tiles", type=click.IntRange(min=1), default=4,
               show_default=True, help="Validation block size in tiles (blocks x blocks).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--bands", callback=_bands, help="Raster bands to export, e.g. 1,2,3 [all].")
+@click.option("--bands", callback=band_list, help="Raster bands to export, e.g. 1,2,3 [all].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def chips_command(raster: Path, polygons: Path, out_dir: Path, quiet: bool, **options: Any) -> None:
     """Export training chips from RASTER and landslide POLYGONS into OUT_DIR."""
-    from .cli import _engine_run
-    from .core.chips import export_training_chips
+    from ..core.loop.chips import export_training_chips
 
-    with _engine_run(quiet, "Chips") as (progress, cancel):
+    with engine_run(quiet, "Chips") as (progress, cancel):
         result = export_training_chips(raster, polygons, out_dir, progress=progress,
                                        is_canceled=cancel, **options)
     for message in result.messages:
@@ -80,10 +69,10 @@ def chips_command(raster: Path, polygons: Path, out_dir: Path, quiet: bool, **op
 @click.command("train")
 @click.argument("chips_dir", metavar="CHIPS_DIR",
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("out_model", metavar="OUT.onnx", type=_OUT)
+@click.argument("out_model", metavar="OUT.onnx", type=OUT_FILE)
 @click.option("--base", help="Bundled model, .onnx (its contract names a training config), "
               "config file or config name to train from [the training module's default U-Net].")
-@click.option("--checkpoint", type=_IN, help="Start from these weights (a run's best.pt).")
+@click.option("--checkpoint", type=IN_FILE, help="Start from these weights (a run's best.pt).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True))
@@ -93,20 +82,19 @@ def chips_command(raster: Path, polygons: Path, out_dir: Path, quiet: bool, **op
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop each epoch after N steps.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (log, checkpoints) [OUT_run beside the model].")
-@click.option("--config-extra", type=_IN, help="YAML file whose keys override the config "
+@click.option("--config-extra", type=IN_FILE, help="YAML file whose keys override the config "
               "(e.g. a smaller model).")
 def train_command(chips_dir: Path, out_model: Path, config_extra: Path | None,
                   **options: Any) -> None:
     """Train (or fine-tune) a model on exported CHIPS_DIR; writes OUT.onnx with its contract."""
-    from .cli import _engine_run
-    from .core.training_run import train_on_chips
+    from ..core.loop.training_run import train_on_chips
 
     extra = None
     if config_extra:
         import yaml
 
         extra = yaml.safe_load(config_extra.read_text(encoding="utf-8")) or {}
-    with _engine_run(True, "Training") as (progress, cancel):
+    with engine_run(True, "Training") as (progress, cancel):
         result = train_on_chips(chips_dir, out_model, extra_config=extra, progress=progress,
                                 is_canceled=cancel, log=lambda m: click.echo(m, err=True),
                                 **options)
@@ -118,8 +106,8 @@ def train_command(chips_dir: Path, out_model: Path, config_extra: Path | None,
 
 
 @click.command("evaluate")
-@click.argument("predicted", type=_IN)
-@click.argument("reference", type=_IN)
+@click.argument("predicted", type=IN_FILE)
+@click.argument("reference", type=IN_FILE)
 @click.option("--area", callback=_area, help="Only pixels inside this area count (polygon file "
               "or xmin,ymin,xmax,ymax in the grid's CRS).")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -128,23 +116,20 @@ def train_command(chips_dir: Path, out_model: Path, config_extra: Path | None,
               help="Probability threshold for probability rasters.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True),
               help="Pixel size (CRS units) when both inputs are polygons.")
-@click.option("--polygons", "out_polygons", type=_OUT, help="Predicted polygons with match "
+@click.option("--polygons", "out_polygons", type=OUT_FILE, help="Predicted polygons with match "
               "attributes (a .gpkg also gets a 'reference' layer).")
-@click.option("--reference-out", "out_reference", type=_OUT,
+@click.option("--reference-out", "out_reference", type=OUT_FILE,
               help="Reference polygons with status hit/miss.")
-@click.option("--report", "report_path", type=_OUT, help="Report: .html or .md (+ .json).")
+@click.option("--report", "report_path", type=OUT_FILE, help="Report: .html or .md (+ .json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def evaluate_command(predicted: Path, reference: Path, as_json: bool, **options: Any) -> None:
     """Score PREDICTED (polygons or raster) against REFERENCE: pixel and object scores."""
-    from .cli import _engine_run
-    from .core.evaluation import evaluate_landslides
+    from ..core.loop.evaluation import evaluate_landslides
 
-    with _engine_run(True, "Evaluating") as (progress, cancel):
+    with engine_run(True, "Evaluating") as (progress, cancel):
         result = evaluate_landslides(predicted, reference, progress=progress,
                                      is_canceled=cancel, **options)
     for message in result.messages:
         click.echo(message, err=True)
     click.echo(json.dumps(result.as_dict(), indent=1) if as_json else result.markdown())
 
-
-COMMANDS = (chips_command, train_command, evaluate_command)

@@ -20,7 +20,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Geod, Transformer
 
-from .errors import InputError
+from ..errors import InputError
 
 GEODESIC_SEGMENT_DEG = 0.01
 LONLAT = "EPSG:4326"

@@ -4,7 +4,7 @@
     landslide-mapper prepare bands/ stack.tif --aoi 520000,4080000,530000,4090000
     landslide-mapper slope dem.tif slope.tif
 
-Registered on the main command group in :mod:`landslide_mapper.cli`.
+Registered on the command group in :mod:`landslide_mapper.cli.main`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-_OUT = click.Path(dir_okay=False, path_type=Path)
+from .options import OUT_FILE, engine_run
 
 
 def _aoi(_ctx: Any, _param: Any, value: str | None):
@@ -39,7 +39,7 @@ def _aoi(_ctx: Any, _param: Any, value: str | None):
 @click.command("prepare")
 @click.argument("source", metavar="SOURCE", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.argument("output", metavar="OUTPUT.tif", type=_OUT)
+@click.argument("output", metavar="OUTPUT.tif", type=OUT_FILE)
 @click.option("--dem", "dem_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="DEM (any CRS and resolution) for slope_deg / dem_m bands.")
 @click.option("--slope", "slope_path", type=click.Path(exists=True, dir_okay=False,
@@ -63,14 +63,13 @@ def prepare_command(source: tuple[Path, ...], output: Path, dem_path: Path | Non
     SOURCE is a .SAFE folder, its .zip, a folder of band files, several band files, or a
     multi-band raster with named bands. Radiometric offsets (baseline 04.00+) are applied.
     """
-    from .cli import _engine_run
-    from .core.sentinel2 import prepare_sentinel2_stack
+    from ..core.inputs.sentinel2 import prepare_sentinel2_stack
 
     if model and bands:
         raise click.UsageError("give --model or --bands, not both")
     wanted: Any = model or ([b.strip() for b in bands.split(",") if b.strip()] if bands else None)
     src: Any = source[0] if len(source) == 1 else list(source)
-    with _engine_run(quiet, "Preparing") as (progress, cancel):
+    with engine_run(quiet, "Preparing") as (progress, cancel):
         result = prepare_sentinel2_stack(
             src, output, bands=wanted, dem_path=dem_path, slope_path=slope_path, aoi=aoi,
             aoi_crs=aoi_crs, crs=crs, b10_fill=b10_fill, progress=progress, is_canceled=cancel)
@@ -83,7 +82,7 @@ def prepare_command(source: tuple[Path, ...], output: Path, dem_path: Path | Non
 
 @click.command("slope")
 @click.argument("dem", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("output", metavar="OUT.tif", type=_OUT)
+@click.argument("output", metavar="OUT.tif", type=OUT_FILE)
 @click.option("--z-factor", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Elevation unit in metres (0.3048 for feet).")
 @click.option("--edges", type=click.Choice(["extrapolate", "nodata"]), default="extrapolate",
@@ -91,15 +90,12 @@ def prepare_command(source: tuple[Path, ...], output: Path, dem_path: Path | Non
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def slope_command(dem: Path, output: Path, z_factor: float, edges: str, quiet: bool) -> None:
     """Slope in degrees of DEM (Horn's method), on the DEM's grid, written to OUT.tif."""
-    from .cli import _engine_run
-    from .core.raster import check_writable
-    from .core.terrain import compute_slope
+    from ..core.inputs.terrain import compute_slope
+    from ..core.raster.io import check_writable
 
-    with _engine_run(quiet, "Slope") as (progress, cancel):
+    with engine_run(quiet, "Slope") as (progress, cancel):
         check_writable(output, "Slope raster")
         compute_slope(dem, output, z_factor=z_factor, edges=edges, progress=progress,
                       is_canceled=cancel)
     click.echo(f"slope: {output}")
 
-
-COMMANDS = (prepare_command, slope_command)

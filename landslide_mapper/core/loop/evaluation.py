@@ -39,10 +39,10 @@ import shapely
 from affine import Affine
 from rasterio.features import rasterize, shapes
 
-from .chips import area_geometry, read_polygon_layer
+from ..errors import CancelledError, InputError, OutputError
+from ..raster.io import check_georeferenced, open_input
+from .annotations import area_geometry, read_polygon_layer
 from .metrics import scores
-from .errors import CancelledError, InputError, OutputError
-from .raster import check_georeferenced, open_input
 
 VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite"}
 PIXEL_KEYS = ("precision", "recall", "f1", "accuracy", "iou_dataset", "iou_per_image")
@@ -320,7 +320,7 @@ def evaluate_landslides(
         raise InputError(f"IoU threshold: expected a value in (0, 1], found {iou_threshold}.")
     for out in (out_polygons, out_reference):
         if out is not None:
-            from .vector_io import check_writable
+            from ..polygons.vector_io import check_writable
 
             check_writable(out)
     if report_path is not None:
@@ -459,8 +459,8 @@ def _write_layer(path: Path, crs: Any, layers: list[tuple[str, list[tuple[Any, d
     """Write one or more layers under a temporary name, renamed when complete."""
     import fiona
 
-    from .geometry import GroundMeasure
-    from .vector_io import _multipolygon_dicts, driver_for
+    from ..polygons.geometry import GroundMeasure
+    from ..polygons.vector_io import _multipolygon_dicts, driver_for
 
     driver = driver_for(path)
     measure = GroundMeasure.from_crs(crs, source="evaluation grid")

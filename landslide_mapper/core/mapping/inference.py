@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import CancelledError
-from .raster import BLOCK, BandReader
-from .runtime import ModelSession, run_batch, to_probability
+from ..errors import CancelledError
+from ..models.runtime import ModelSession, run_batch, to_probability
+from ..raster.io import BLOCK, BandReader
 from .tiling import Tile, TileGrid, tile_weights, weight_sums
 
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
@@ -127,79 +127,21 @@ def run_tiles(
     the caller removes partial outputs.
     """
     readers = [readers] if isinstance(readers, BandReader) else list(readers)
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    pipe = _Pipeline()
     tiles = list(grid.tiles())
     batches = [tiles[i:i + batch_size] for i in range(0, len(tiles), batch_size)]
-    n_bands, size = len(readers[0].indexes), grid.tile
-    # Each reader fills its own fixed pool of input buffers (one being filled while the model runs
-    # on another; more when batches are small), recycled so memory stays flat.
-    batch_bytes = batch_size * n_bands * size * size * 4
-    n_buffers = max(2, min(4, _BUFFER_BYTES // max(1, batch_bytes)))
-    pools: list[queue.Queue] = []
-    for _ in readers:
-        pool: queue.Queue = queue.Queue()
-        for _ in range(n_buffers):
-            pool.put(np.empty((batch_size, n_bands, size, size), np.float32))
-        pools.append(pool)
+    size = grid.tile
+    pools, n_buffers = _buffer_pools(len(readers), batch_size, len(readers[0].indexes), size)
     ready = [queue.Queue(maxsize=n_buffers) for _ in readers]
     to_writer: queue.Queue = queue.Queue(maxsize=n_buffers)
     acc = StripAccumulator(grid, sink)
 
-    def put(q: queue.Queue, item) -> None:
-        while True:
-            if stop.is_set():
-                raise _Stopped
-            try:
-                q.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                pass
-
-    def get(q: queue.Queue):
-        while True:
-            if stop.is_set():
-                raise _Stopped
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                pass
-
-    def guarded(stage: Callable[..., None]) -> Callable[..., None]:
-        def run(*args) -> None:
-            try:
-                stage(*args)
-            except _Stopped:
-                pass
-            except BaseException as exc:  # handed to the calling thread
-                errors.append(exc)
-                stop.set()
-        return run
-
-    def read_stage(i: int) -> None:
-        reader, pool = readers[i], pools[i]
-        for b in range(i, len(batches), len(readers)):
-            batch = batches[b]
-            buf = get(pool)
-            valid = np.empty((len(batch), size, size), bool)
-            for k, t in enumerate(batch):
-                valid[k] = reader.read_tile(t.row, t.col, size, buf[k])
-            put(ready[i], (batch, buf, valid))
-
-    def write_stage() -> None:
-        while True:
-            item = get(to_writer)
-            if item is None:
-                return
-            batch, out, valid = item
-            prob = to_probability(out, output_kind)
-            for k, t in enumerate(batch):
-                acc.add(t, prob[k], valid[k])
-
-    threads = [threading.Thread(target=guarded(read_stage), args=(i,), daemon=True,
+    threads = [threading.Thread(target=pipe.guarded(_read_stage), daemon=True,
+                                args=(pipe, readers[i], batches[i::len(readers)], pools[i],
+                                      ready[i], size),
                                 name=f"landslide-mapper-read-{i}") for i in range(len(readers))]
-    writer = threading.Thread(target=guarded(write_stage), name="landslide-mapper-write",
-                              daemon=True)
+    writer = threading.Thread(target=pipe.guarded(_write_stage), name="landslide-mapper-write",
+                              args=(pipe, to_writer, acc, output_kind), daemon=True)
     threads.append(writer)
     stats = RunStats(tiles=len(tiles))
     reported = [0.0]
@@ -223,32 +165,114 @@ def run_tiles(
     try:
         for b in range(len(batches)):
             check_cancel()
-            batch, buf, valid = get(ready[b % len(readers)])
+            batch, buf, valid = pipe.get(ready[b % len(readers)])
             t0 = time.perf_counter()
             out = run_batch(model, buf[:len(batch)])
             stats.model_seconds += time.perf_counter() - t0
             pools[b % len(readers)].put(buf)
-            put(to_writer, (batch, out, valid))
+            pipe.put(to_writer, (batch, out, valid))
             inferred += len(batch)
             report(min(inferred, len(tiles) - 1))
-        put(to_writer, None)
+        pipe.put(to_writer, None)
         while writer.is_alive():
             writer.join(timeout=_POLL_S)
             check_cancel()
     except _Stopped:
         pass  # a stage failed: its error is raised below
     except BaseException:
-        stop.set()
+        pipe.stop.set()
         raise
     finally:
-        if stop.is_set():
+        if pipe.stop.is_set():
             for th in threads:
                 th.join()
-    if errors:
-        raise errors[0]
+    if pipe.errors:
+        raise pipe.errors[0]
     for th in threads:
         th.join()
     stats.wall_seconds = time.perf_counter() - t_start
     stats.valid_pixels = acc.valid_pixels
     report(len(tiles))
     return stats
+
+
+class _Pipeline:
+    """What the stages share: a stop flag, the errors that set it, and queue operations that give
+    up (raise :class:`_Stopped`) once it is set instead of blocking for ever."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def put(self, q: queue.Queue, item) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                pass
+
+    def get(self, q: queue.Queue):
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                pass
+
+    def guarded(self, stage: Callable[..., None]) -> Callable[..., None]:
+        """``stage`` for a thread: its error is kept for the calling thread and stops the others."""
+        def run(*args) -> None:
+            try:
+                stage(*args)
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the calling thread
+                self.errors.append(exc)
+                self.stop.set()
+        return run
+
+
+def _buffer_pools(n_readers: int, batch_size: int, n_bands: int,
+                  size: int) -> tuple[list[queue.Queue], int]:
+    """One pool of input batch buffers per reader, and the number of buffers in each.
+
+    Each reader fills its own fixed pool (one being filled while the model runs on another; more
+    when batches are small), recycled so memory stays flat.
+    """
+    batch_bytes = batch_size * n_bands * size * size * 4
+    n_buffers = max(2, min(4, _BUFFER_BYTES // max(1, batch_bytes)))
+    pools: list[queue.Queue] = []
+    for _ in range(n_readers):
+        pool: queue.Queue = queue.Queue()
+        for _ in range(n_buffers):
+            pool.put(np.empty((batch_size, n_bands, size, size), np.float32))
+        pools.append(pool)
+    return pools, n_buffers
+
+
+def _read_stage(pipe: _Pipeline, reader: BandReader, batches: list[list[Tile]],
+                pool: queue.Queue, ready: queue.Queue, size: int) -> None:
+    """A reader thread: read and normalize ``batches`` into buffers of ``pool``, in order."""
+    for batch in batches:
+        buf = pipe.get(pool)
+        valid = np.empty((len(batch), size, size), bool)
+        for k, t in enumerate(batch):
+            valid[k] = reader.read_tile(t.row, t.col, size, buf[k])
+        pipe.put(ready, (batch, buf, valid))
+
+
+def _write_stage(pipe: _Pipeline, to_writer: queue.Queue, acc: StripAccumulator,
+                 output_kind: str) -> None:
+    """The writer thread: model outputs -> probabilities, blended into the strip (None ends)."""
+    while True:
+        item = pipe.get(to_writer)
+        if item is None:
+            return
+        batch, out, valid = item
+        prob = to_probability(out, output_kind)
+        for k, t in enumerate(batch):
+            acc.add(t, prob[k], valid[k])

@@ -15,7 +15,7 @@ import fiona
 import numpy as np
 import shapely
 
-from .errors import OutputError
+from ..errors import OutputError
 
 DRIVERS = {
     ".gpkg": "GPKG",

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .contract import BandSpec
-from .errors import InputError
+from ..contract import BandSpec
+from ..errors import InputError
 
 _PADDED_NUMBER = re.compile(r"(?<![0-9])0+(?=[0-9])")
 

@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract import ModelContract, read_contract
-from .errors import ModelError
+from ..contract import ModelContract, read_contract
+from ..errors import ModelError
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parents[2]  # the landslide_mapper package
 
 
 def resources_dir() -> Path:

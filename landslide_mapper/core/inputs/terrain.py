@@ -36,10 +36,10 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .bands import band_keys, spec_keys
-from .contract import BandSpec, ModelContract
-from .errors import CancelledError, InputError, OutputError
-from .raster import gdal_env, open_input, remove_quietly, temporary_sibling
+from ..contract import BandSpec, ModelContract
+from ..errors import CancelledError, InputError, OutputError
+from ..raster.bands import band_keys, spec_keys
+from ..raster.io import gdal_env, open_input, remove_quietly, temporary_sibling
 
 #: Nodata of the slope and warped DEM rasters written here.
 TERRAIN_NODATA = -9999.0

@@ -1,0 +1,9 @@
+"""Running a model over a raster: the tiled, blended, pipelined run.
+
+    engine     ``map_landslides``: checks, the run, warping back, threshold, polygons (public entry)
+    inference  the read -> infer -> blend/write pipeline over a tile grid, in bounded memory
+    tiling     tile-grid math and the blending window (pure functions)
+
+May import :mod:`..inputs` (terrain bands from a DEM), :mod:`..polygons`, :mod:`..models`,
+:mod:`..raster`, :mod:`..contract` and :mod:`..errors`; nothing else in core imports this package.
+"""

@@ -1,0 +1,71 @@
+"""Finished polygons in the CRS: clean-up (simplify, repair, orient), minimum area, attributes.
+
+Each written polygon carries its ground area (m2 and ha) and perimeter, its centroid in lon/lat,
+the mean and maximum probability of its pixels (NULL without probabilities), the model name and
+its landslide pixel count (islands absorbed by hole filling included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .components import _Component, _Finished
+from .geometry import GroundMeasure
+
+
+def _simplify_tolerance(ds: Any, measure: GroundMeasure, simplify_m: float) -> float:
+    """``simplify_m`` metres in CRS units, at the raster's centre (0 = no simplification)."""
+    centre = ds.transform * (ds.width / 2, ds.height / 2)
+    lat = float(measure.centroid_lonlat([shapely.Point(centre)])[1][0])
+    return measure.tolerance(simplify_m, lat) if simplify_m > 0 else 0.0
+
+
+def _cleaned(geoms: np.ndarray, tolerance: float) -> np.ndarray:
+    """Polygons in the CRS simplified (``tolerance`` > 0), made valid and oriented CCW."""
+    if tolerance > 0:
+        geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = [_polygonal(shapely.make_valid(g)) for g in geoms[bad]]
+    return shapely.orient_polygons(geoms, exterior_cw=False)
+
+
+def _polygonal(geom: Any) -> Any:
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def _records(batch: list[_Finished], geoms: np.ndarray, measure: GroundMeasure, *,
+             min_area_m2: float, model_name: str, first_fid: int) -> tuple[list[Any], list[dict]]:
+    """The polygons of at least ``min_area_m2`` and their attributes, numbered from
+    ``first_fid``."""
+    area, perimeter = measure.area_perimeter(geoms)
+    lon, lat = measure.centroid_lonlat(geoms)
+    kept, records = [], []
+    for i, item in enumerate(batch):
+        g = geoms[i]
+        if g is None or g.is_empty or area[i] < min_area_m2:
+            continue
+        kept.append(g)
+        records.append(_record(first_fid + len(records), item.comp, area[i], perimeter[i],
+                               lon[i], lat[i], model_name))
+    return kept, records
+
+
+def _record(fid: int, c: _Component, area: Any, perimeter: Any, lon: Any, lat: Any,
+            model_name: str) -> dict:
+    return {
+        "id": fid,
+        "area_m2": float(area),
+        "area_ha": float(area) / 10_000.0,
+        "perimeter_m": float(perimeter),
+        "prob_mean": c.prob_sum / c.prob_n if c.prob_n else None,
+        "prob_max": c.prob_max if c.prob_n else None,
+        "centroid_lon": float(lon),
+        "centroid_lat": float(lat),
+        "model": model_name,
+        "pixels": int(c.pixels),
+    }

@@ -1,0 +1,131 @@
+"""Mask -> landslide polygons, in row strips, with ground areas and probability attributes.
+
+:func:`vectorize_mask` is the entry point. The mask is read a strip of rows at a time, never whole
+(:mod:`.mask_reading`); each strip is polygonized and its pieces joined with those of the strips
+before into components (:mod:`.strips`); a component is finished as soon as it has no pixel on the
+last row read, and is then written out (:mod:`.finishing`: hole filling and islands in
+:mod:`.holes`, clean-up and attributes in :mod:`.attributes`), so memory holds only the current
+strip and the components still open. The output does not depend on the strip height.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import rasterio
+
+from ..errors import CancelledError, InputError
+from .finishing import _Finisher
+from .geometry import GroundMeasure
+from .mask_reading import (
+    STRIP_PIXELS,
+    UINT8_PROBABILITY_NODATA,
+    UINT8_PROBABILITY_SCALE,
+    _Band,
+    _band,
+    _check_same_grid,
+    _open,
+    _read_strip,
+    _strip_rows,
+    _strips,
+)
+from .strips import _Merger
+from .vector_io import PolygonWriter, check_writable
+
+
+@dataclass
+class VectorizeResult:
+    """What :func:`vectorize_mask` wrote."""
+
+    polygons_path: Path
+    count: int
+    total_area_m2: float
+
+
+def _check_options(threshold: float, min_area_m2: float, fill_holes_m2: float,
+                   simplify_m: float) -> None:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise InputError(f"threshold: expected a probability between 0 and 1, found {threshold!r}.")
+    for name, value in (("min_area_m2", min_area_m2), ("fill_holes_m2", fill_holes_m2),
+                        ("simplify_m", simplify_m)):
+        if not (float(value) >= 0.0 and math.isfinite(float(value))):
+            raise InputError(f"{name}: expected a number >= 0 (0 = off), found {value!r}.")
+
+
+def _cancelled(mask_path: Any) -> str:
+    return f"Vectorizing {str(mask_path)!r} was cancelled; no polygon file was written."
+
+
+def vectorize_mask(
+    mask_path: str | os.PathLike[str],
+    polygons_path: str | os.PathLike[str],
+    *,
+    probability_path: str | os.PathLike[str] | None = None,
+    threshold: float = 0.5,
+    min_area_m2: float = 0.0,
+    fill_holes_m2: float = 0.0,
+    simplify_m: float = 0.0,
+    model_name: str = "",
+    layer_name: str = "landslides",
+    progress: Callable[[float], Any] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    strip_rows: int | None = None,
+) -> VectorizeResult:
+    """Vectorize a landslide mask (or a probability raster, thresholded) into polygons.
+
+    The mask is uint8 with 1 = landslide, 0 = not, 255 = nodata; any other integer raster counts
+    every non-zero, non-nodata pixel; a float raster (or an integer one with a value scale) is a
+    probability and ``probability >= threshold`` is landslide. Probability attributes come from
+    ``probability_path``, else from the input when it is a probability raster, else are NULL.
+    ``pixels`` counts the landslide pixels of a polygon (islands absorbed by hole filling included).
+    The output format follows the extension (.gpkg, .shp, .geojson, .fgb); the file appears only
+    when complete. ``strip_rows`` sets the rows read at a time (default: about
+    :data:`STRIP_PIXELS` pixels); the result does not depend on it. Raises InputError, OutputError
+    or CancelledError.
+    """
+    _check_options(threshold, min_area_m2, fill_holes_m2, simplify_m)
+    out = check_writable(polygons_path)
+    report = progress or (lambda _f: None)
+    cancelled = is_canceled or (lambda: False)
+    with rasterio.Env(), _open(mask_path, "Mask raster") as mds:
+        mask_band = _band(mds, "Mask raster", as_probability=False)
+        pds = None
+        try:
+            if probability_path is not None:
+                pds = _open(probability_path, "Probability raster")
+                _check_same_grid(mds, pds)
+                prob_band: _Band | None = _band(pds, "Probability raster", as_probability=True)
+            else:
+                prob_band = mask_band if mask_band.probability else None
+            measure = GroundMeasure.from_crs(mds.crs, source=f"Mask raster {str(mask_path)!r}")
+            rows = _strip_rows(mds, strip_rows)
+            report(0.0)
+            with PolygonWriter(out, crs_wkt=mds.crs.to_wkt(), layer_name=layer_name) as writer:
+                merger = _Merger(mds.width)
+                finisher = _Finisher(mds, measure, writer, min_area_m2=float(min_area_m2),
+                                     fill_holes_m2=float(fill_holes_m2),
+                                     simplify_m=float(simplify_m), model_name=str(model_name))
+                for row, height in _strips(mds.height, rows):
+                    if cancelled():
+                        raise CancelledError(_cancelled(mask_path))
+                    mask, prob = _read_strip(mask_band, prob_band, row, height, float(threshold))
+                    last = row + height >= mds.height
+                    done = merger.add_strip(mask, prob, row, last)
+                    finisher.add(done, row + height, merger.open_bounds())
+                    report(0.98 * (row + height) / mds.height)
+                finisher.close()
+                if cancelled():
+                    raise CancelledError(_cancelled(mask_path))
+        finally:
+            if pds is not None:
+                pds.close()
+    report(1.0)
+    return VectorizeResult(out, writer.count, finisher.total_area_m2)
+
+
+__all__ = ["vectorize_mask", "VectorizeResult", "STRIP_PIXELS", "UINT8_PROBABILITY_SCALE",
+           "UINT8_PROBABILITY_NODATA"]
