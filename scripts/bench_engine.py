@@ -6,11 +6,21 @@
     python scripts/bench_engine.py --input scene.tif --model model.onnx
     python scripts/bench_engine.py --sizes 2048,4096,8192   # peak memory at three raster sizes
     python scripts/bench_engine.py --sizes 4096x2048,4096x8192   # width x height: same width
+    python scripts/bench_engine.py --model sentinel2-rgb --size 2048 --batch-size 8
+                                   # an int8 bundled model against its float source (git history)
+    python scripts/bench_engine.py --model aerial-rgb --size 1024 --batch-size 8 --threads 1 \
+        --model-only               # the networks alone, one thread, CPU time
 
 The default raster (a Sentinel-2-like 14-band uint16 tiled GeoTIFF with smooth blobs and noise) is
 generated once into the cache folder and reused. End-to-end time covers probability, mask and
 polygons. The raw figure runs the same model with the same session settings on the same number of
 tiles and batch size, from input arrays made in advance: the time the model alone needs.
+
+Each run times the float (fp32) and the int8 version of the model, raw and end to end, on the
+same tiles: a float model is quantized once (calibrated on the raster, cached), an int8 one is
+compared with its float source (``--float``, or recovered from the git history). It prints the
+ratios, peak memory, which operators took the time (onnxruntime profiling) and whether this CPU
+has the VNNI instructions int8 convolutions need to pay off.
 """
 
 from __future__ import annotations
@@ -215,6 +225,165 @@ def raw_model(model: Path, tiles: int, args) -> tuple[float, float, float]:
     return seconds, cpu, rss.peak / 2**20
 
 
+def model_pair(model: Path, scene: Path, args, cache: Path) -> tuple[Path | None, Path | None]:
+    """(float, int8) versions of ``model``: the one given, and its counterpart."""
+    from scripts.float_model import float_source
+
+    contract = read_contract(model)
+    if contract.quantization:
+        fp32 = args.float_model or float_source(model, cache / f"{contract.name}-float.onnx")
+        if fp32 is None:
+            print(f"note          no float model for {model} (give --float): int8 only")
+        return fp32, model
+    if args.no_int8:
+        return model, None
+    if args.int8_model:
+        return model, args.int8_model
+    from landslide_mapper.core.mapping.calibration import quantize_with_rasters
+    from landslide_mapper.core.models.quantize import file_sha256
+
+    out = cache / f"{Path(model).stem}-int8-{file_sha256(Path(model))[:12]}.onnx"
+    if not out.exists():
+        print(f"quantizing    {model} -> {out} (calibrated on 32 tiles of {scene.name})",
+              file=sys.stderr)
+        quantize_with_rasters(model, out, [scene], tiles=32)
+    return model, out
+
+
+def cpu_int8_support() -> str:
+    """What this CPU offers int8 kernels, from /proc/cpuinfo (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                  if ln.startswith("model name")), "?")
+    have = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    vnni = {"avx512_vnni", "avx_vnni"} & flags
+    return (f"{model}; {', '.join(have) or 'no AVX2'}: int8 dot products "
+            + ("in one instruction (VNNI vpdpbusd)" if vnni else
+               "in two steps (vpmaddubsw + vpmaddwd, no VNNI: expect little int8 gain)"))
+
+
+def kernel_profile(model: Path, args, top: int = 4) -> str:
+    """The operators that took the time for one batch (onnxruntime profiling), as one line."""
+    import collections
+
+    import onnxruntime as ort
+
+    contract = read_contract(model)
+    size = args.tile_size or contract.tile_size
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads or 0
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(cache_dir() / "ort-profile")
+    session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).normal(
+        0, 1, (args.batch_size, contract.band_count, size, size)).astype(np.float32)
+    name = session.get_inputs()[0].name
+    for _ in range(2):
+        session.run(None, {name: x})
+    trace = Path(session.end_profiling())
+    times: collections.Counter = collections.Counter()
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            times[event["args"]["op_name"]] += event["dur"]
+    trace.unlink()
+    total = sum(times.values()) or 1
+    ops = ", ".join(f"{op} {100 * t / total:.0f} %" for op, t in times.most_common(top))
+    return f"{session.get_providers()[0]}: {ops} ({total / 2e3:.0f} ms per batch)"
+
+
+def fastest_batch(models: dict[str, Path], args, rounds: int = 15) -> dict[str, float]:
+    """Milliseconds of the fastest batch of each model, the models taking turns on the same input:
+    on a machine shared with other jobs the fastest batch is the one least disturbed. With one
+    thread onnxruntime computes in the calling thread, and the figure is that thread's CPU time
+    (immune to waiting for a core); else wall time."""
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    sessions, best = {}, {}
+    for kind, path in models.items():
+        contract = read_contract(path)
+        sessions[kind] = (create_session(path, contract, threads=args.threads), contract)
+    contract = next(iter(sessions.values()))[1]
+    size = args.tile_size or contract.tile_size
+    x = np.random.default_rng(1).normal(
+        0, 1, (args.batch_size, contract.band_count, size, size)).astype(np.float32)
+    for _ in range(rounds):
+        for kind, (session, _) in sessions.items():
+            t0 = clock()
+            run_batch(session, x)
+            best[kind] = min(best.get(kind, float("inf")), 1e3 * (clock() - t0))
+    return best
+
+
+def single_run(scene: Path, model: Path, args, cache: Path) -> None:
+    """End to end and raw, float and int8, on the same tiles, in one run; then the ratios."""
+    import rasterio
+
+    with rasterio.open(scene) as ds:
+        mpx = ds.width * ds.height / 1e6
+        shape = f"{ds.width} x {ds.height} x {ds.count} {ds.dtypes[0]}"
+    if args.json:  # one end-to-end run of the model as given (--sizes runs one per size)
+        with tempfile.TemporaryDirectory(dir=cache) as out_dir:
+            print(json.dumps(end_to_end(scene, model, args, Path(out_dir))))
+        return
+    fp32, int8 = model_pair(Path(model), scene, args, cache)
+    runs = {k: m for k, m in (("fp32", fp32), ("int8", int8)) if m is not None}
+    if args.model_only:
+        best = fastest_batch(runs, args, rounds=25)
+        what = "thread CPU time" if args.threads == 1 else "wall time"
+        print("fastest batch " + ", ".join(f"{k} {ms:.1f} ms" for k, ms in best.items())
+              + (f": int8 {best['fp32'] / best['int8']:.2f}x faster" if len(best) == 2 else "")
+              + f" (of 25 batches of {args.batch_size} each, taking turns; {what})")
+        for kind, path in runs.items():
+            print(f"kernels {kind:<6}{kernel_profile(path, args, top=6)}")
+        return
+    e2e, raw = {}, {}
+    for kind, path in runs.items():
+        with tempfile.TemporaryDirectory(dir=cache) as out_dir:
+            e2e[kind] = end_to_end(scene, path, args, Path(out_dir))
+    tiles = next(iter(e2e.values()))["tiles"]
+    for kind, path in runs.items():
+        raw[kind] = raw_model(path, tiles, args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    polygons = "" if args.no_polygons else " + polygons"
+    print(f"raster        {scene} ({shape}, {mpx:.1f} Mpx)")
+    print(f"machine       {os.cpu_count()} cores, load average {load:.1f} at the end; "
+          f"CPU: {cpu_int8_support()}")
+    print(f"tiles         {tiles}, batch {args.batch_size}, provider "
+          f"{next(iter(e2e.values()))['provider']}")
+    print(f"{'':14}{'wall s':>8}{'Mpx/s':>8}{'CPU s':>8}{'peak RSS MB':>13}  model")
+    for kind, path in runs.items():
+        r, (seconds, cpu, peak) = e2e[kind], raw[kind]
+        print(f"raw {kind:<10}{seconds:>8.1f}{mpx / seconds:>8.2f}{cpu:>8.1f}{peak:>13.0f}  "
+              f"{Path(path).name}")
+        print(f"e2e {kind:<10}{r['seconds']:>8.1f}{mpx / r['seconds']:>8.2f}{r['cpu']:>8.1f}"
+              f"{r['peak_rss_mb']:>13.0f}  probability + mask{polygons}, "
+              f"{r['polygons']} polygons")
+    for kind in runs:
+        ratio = e2e[kind]["seconds"] / raw[kind][0]
+        print(f"ratio         e2e / raw {kind} = {ratio:.2f} ({100 * (ratio - 1):+.0f} % over the "
+              f"model alone; CPU time {e2e[kind]['cpu'] / raw[kind][1]:.2f})")
+    if len(runs) == 2:
+        print(f"int8 speed-up raw {raw['fp32'][0] / raw['int8'][0]:.2f}x (CPU time "
+              f"{raw['fp32'][1] / raw['int8'][1]:.2f}x), end to end "
+              f"{e2e['fp32']['seconds'] / e2e['int8']['seconds']:.2f}x (CPU time "
+              f"{e2e['fp32']['cpu'] / e2e['int8']['cpu']:.2f}x)")
+    best = fastest_batch(runs, args)
+    print("fastest batch " + ", ".join(f"{k} {ms:.0f} ms" for k, ms in best.items())
+          + (f": int8 {best['fp32'] / best['int8']:.2f}x faster (of 15 batches each, taking "
+             "turns)" if len(best) == 2 else ""))
+    for kind, path in runs.items():
+        print(f"kernels {kind:<6}{kernel_profile(path, args)}")
+        print(f"pipeline {kind:<5}{e2e[kind]['note']}")
+    print(f"peak RSS      before the runs {next(iter(e2e.values()))['baseline_rss_mb']:.0f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,6 +399,13 @@ def main() -> None:
     p.add_argument("--overlap", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-polygons", action="store_true")
+    p.add_argument("--float", dest="float_model", type=Path, help="the float model of an int8 "
+                   "--model (default: recovered from the git history by its contract's digest)")
+    p.add_argument("--int8", dest="int8_model", type=Path, help="the int8 model of a float "
+                   "--model (default: quantized once, calibrated on the raster, and cached)")
+    p.add_argument("--no-int8", action="store_true", help="float model only")
+    p.add_argument("--model-only", action="store_true", help="only the models: fastest batch "
+                   "(with --threads 1, in CPU time) and the operators that took the time")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     cache = cache_dir()
@@ -260,34 +436,7 @@ def main() -> None:
         return
 
     scene = args.input or make_scene(args.size, cache)
-    import rasterio
-
-    with rasterio.open(scene) as ds:
-        mpx = ds.width * ds.height / 1e6
-        shape = f"{ds.width} x {ds.height} x {ds.count} {ds.dtypes[0]}"
-    with tempfile.TemporaryDirectory(dir=cache) as out_dir:
-        e2e = end_to_end(scene, model, args, Path(out_dir))
-    if args.json:
-        print(json.dumps(e2e))
-        return
-    raw, raw_cpu, raw_peak = raw_model(model, e2e["tiles"], args)
-    print(f"raster        {scene} ({shape}, {mpx:.1f} Mpx)")
-    print(f"model         {model} on {e2e['provider']}, batch {args.batch_size}, "
-          f"{e2e['tiles']} tiles")
-    polygons = "" if args.no_polygons else f" + {e2e['polygons']} polygons"
-    print(f"end-to-end    {e2e['seconds']:.1f} s = {mpx / e2e['seconds']:.2f} Mpx/s "
-          f"(probability + mask{polygons})")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine       {os.cpu_count()} cores, load average {load:.1f} at the end")
-    print(f"raw model     {raw:.1f} s = {mpx / raw:.2f} Mpx/s (same tiles, batch size, session)")
-    print(f"ratio         end-to-end / raw = {e2e['seconds'] / raw:.2f} "
-          f"({100 * (e2e['seconds'] / raw - 1):+.0f} % over the model alone)")
-    print(f"CPU time      end-to-end {e2e['cpu']:.1f} s, raw model {raw_cpu:.1f} s (all threads; "
-          f"ratio {e2e['cpu'] / raw_cpu:.2f})")
-    print(f"peak RSS      {e2e['peak_rss_mb']:.0f} MB end-to-end (process before the run: "
-          f"{e2e['baseline_rss_mb']:.0f} MB; the raw model loop alone peaked at {raw_peak:.0f} MB)")
-    print(f"pipeline      {e2e['note']}")
-
+    single_run(scene, model, args, cache)
 
 if __name__ == "__main__":
     main()

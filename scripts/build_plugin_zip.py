@@ -8,10 +8,13 @@ QGIS and the engine expect inside the installed plugin::
     landslide_mapper/metadata.txt                                      from the repository root
     landslide_mapper/resources/{icons,styles,models}/                  from resources/
     landslide_mapper/LICENSE, README.md
+    landslide_mapper/training/                                         the training module (run
+                                                                       by the training environment)
 
 The version comes from ``metadata.txt``. Entries are written in sorted order with a fixed
 timestamp, so the same sources give the same zip. Python dependencies (rasterio, onnxruntime, ...)
-are not bundled; the metadata's ``about`` says how to install them.
+are not bundled: the plugin's "Install Python packages" algorithm installs them with the pins of
+``landslide_mapper/requirements.txt`` (shipped as part of the package).
 
     python scripts/build_plugin_zip.py [--out-dir dist]
 """
@@ -73,6 +76,10 @@ def plugin_files(repo: Path = REPO) -> list[tuple[Path, str]]:
             if _wanted(path):
                 relative = path.relative_to(folder.parent).as_posix()
                 entries.append((path, f"{PLUGIN}/resources/{relative}"))
+    training = repo / "training"  # pure Python; run by the training environment's Python
+    for path in training.rglob("*") if training.is_dir() else ():
+        if _wanted(path):
+            entries.append((path, f"{PLUGIN}/training/{path.relative_to(training).as_posix()}"))
     for name in ("metadata.txt", "LICENSE", "README.md"):
         path = repo / name
         if path.is_file():

@@ -8,8 +8,10 @@
 #   scripts/install_plugin.sh --profiles-dir DIR   profiles folder (default:
 #                                                  ~/.local/share/QGIS/QGIS3/profiles)
 #
-# Replaces an installed copy. The plugin's Python dependencies (rasterio, onnxruntime, fiona,
-# shapely, pyproj) must be importable by the Python QGIS runs: scripts/setup.sh installs them.
+# Replaces an installed copy. The plugin's Python packages (rasterio, onnxruntime, fiona,
+# shapely, pyproj) come from the plugin's own installer (Plugins > Landslide Mapper > Install
+# Python packages, or qgis_process run landslide_mapper:install_dependencies), or from .venv when
+# QGIS is started with scripts/qgis.sh.
 # Quit QGIS before installing; it rewrites QGIS3.ini on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."

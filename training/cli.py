@@ -1,4 +1,4 @@
-"""The ``landslide-train`` command: ``fit``, ``evaluate``, ``export``."""
+"""The ``landslide-train`` command: ``fit``, ``evaluate``, ``export``, ``quantize``."""
 
 from __future__ import annotations
 
@@ -174,19 +174,88 @@ def evaluate(
     type=click.Path(exists=True, path_type=Path),
     help="Scores written by 'evaluate --json' to add to the contract's metrics (per source).",
 )
-def export(checkpoint, out, opset, atol, metrics_json) -> None:
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Write an int8 model (onnxruntime static quantization, QDQ, per-channel weights).",
+)
+@click.option(
+    "--calibration",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="--int8: rasters (raw values) or folders to calibrate on [the run's training split].",
+)
+@click.option(
+    "--calibration-tiles", type=int, default=64, show_default=True, help="--int8: tiles used."
+)
+def export(checkpoint, out, opset, atol, metrics_json, int8, calibration,
+           calibration_tiles) -> None:
     """Export a checkpoint to ONNX with its model contract, checked against torch."""
     from .export import export_onnx, extra_metrics
 
     extra = extra_metrics(metrics_json)
     contract, err = _guard(
-        lambda: export_onnx(checkpoint, out, opset=opset, atol=atol, extra_metrics=extra)
+        lambda: export_onnx(checkpoint, out, opset=opset, atol=atol, extra_metrics=extra,
+                            int8=int8, calibration=list(calibration),
+                            calibration_tiles=calibration_tiles)
     )
     size = out.stat().st_size / 1e6
     click.echo(
         f"{out}: {contract.name}, {contract.band_count} bands, tile {contract.tile_size}, "
         f"{size:.1f} MB, onnxruntime-torch max difference {err:.1e}"
+        + (" (float export; then quantized to int8)" if int8 else "")
     )
+    if int8 and contract.quantization.get("heldout"):
+        _print_heldout(contract.quantization["heldout"])
+
+
+@main.command()
+@click.option("--model", "model", required=True, help="Bundled model name or .onnx file (float).")
+@click.option("--config", "config", required=True, help="Config whose training split calibrates "
+              "and whose held-out split scores (YAML file or bundled config's name).")
+@click.option(
+    "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .onnx file."
+)
+@click.option("--tiles", type=int, default=64, show_default=True,
+              help="Training images to calibrate on (fixed seeded choice).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--calibration", multiple=True, type=click.Path(exists=True, path_type=Path),
+              metavar="RASTER_OR_FOLDER", help="Real rasters (raw values) whose tiles join the "
+              "calibration, read through the contract's scaling. Repeat for several.")
+@click.option("--calibration-tiles", type=int, default=32, show_default=True,
+              help="Tiles taken from the --calibration rasters.")
+@click.option("--reduce-range", is_flag=True,
+              help="7-bit weights (no saturation on x86 CPUs without VNNI).")
+@click.option("--threads", type=int, help="CPU threads.")
+@click.option(
+    "--json", "json_out", type=click.Path(path_type=Path), help="Write held-out scores here."
+)
+def quantize(model, config, out, tiles, seed, calibration, calibration_tiles, reduce_range,
+             threads, json_out) -> None:
+    """int8 copy of MODEL calibrated on CONFIG's training split; float vs int8 held-out scores."""
+    from .evaluate import write_json
+    from .quantize import quantize_for_config
+
+    contract, agreement, scores = _guard(
+        lambda: quantize_for_config(model, out, config, tiles=tiles, seed=seed,
+                                    reduce_range=reduce_range, threads=threads,
+                                    rasters=list(calibration), raster_tiles=calibration_tiles)
+    )
+    q = contract.quantization
+    click.echo(f"{out}: {contract.name}, {q['weights']} weights, {q['calibration_tiles']} "
+               f"calibration tiles, {out.stat().st_size / 1e6:.1f} MB; masks agree with the "
+               f"float model on {100 * agreement.mask_agreement:.2f} % of calibration pixels")
+    _print_heldout(scores)
+    if json_out:
+        write_json(scores, json_out)
+        click.echo(f"scores written to {json_out}")
+
+
+def _print_heldout(scores) -> None:
+    click.echo(f"{'held-out source':<26}{'F1 float':>10}{'F1 int8':>10}{'change (points)':>17}")
+    for name, row in scores.items():
+        click.echo(f"{name:<26}{row['float']['f1']:>10.4f}{row['int8']['f1']:>10.4f}"
+                   f"{row['f1_change_points']:>+17.2f}")
 
 
 def _guard(fn):

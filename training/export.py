@@ -1,8 +1,9 @@
 """Checkpoint -> ONNX model with its contract, checked against torch.
 
-The contract's bands come from the config's ``contract.bands`` (name, description, aliases and
+The contract's bands come from the config's ``contract.bands`` (name, description, aliases,
 the affine ``scale``/``offset`` from raw raster values to the units the network was trained
-on) and the run's per-band ``mean``/``std``; its ``metrics`` are the checkpoint's held-out
+on, and the raw ``value_range``/``dtype``, per band or for all bands from ``contract``) and the
+run's per-band ``mean``/``std``; its ``metrics`` are the checkpoint's held-out
 scores per source; ``training`` records data, split rules, epochs, config and hardware.
 
 Imports: :mod:`training.models` (the network from the checkpoint) and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +50,10 @@ def build_contract(
     band_cfg = c.pop("bands", None) or [{"name": f"band{i + 1}"} for i in range(len(mean))]
     if len(band_cfg) != len(mean):
         raise ValueError(f"contract.bands lists {len(band_cfg)} bands, the model takes {len(mean)}")
-    bands = [dict(b, mean=float(m), std=float(s)) for b, m, s in zip(band_cfg, mean, std)]
+    # The raw value range and data type: the config's, for every band that states none itself
+    # (a band's own ``value_range: null`` opts it out of the engine's check).
+    raw = {"value_range": c.pop("value_range", None), "dtype": c.pop("dtype", None) or ""}
+    bands = [dict(raw, **b, mean=float(m), std=float(s)) for b, m, s in zip(band_cfg, mean, std)]
     scores = ckpt.get("scores") or {}
     metrics = {name: {k: s[k] for k in METRIC_KEYS if k in s} for name, s in scores.items()}
     tile = int(cfg["data"]["tile_size"])
@@ -104,12 +108,18 @@ def export_onnx(
     check: bool = True,
     atol: float = 1e-4,
     extra_metrics: Mapping[str, Any] | None = None,
+    int8: bool = False,
+    calibration: Sequence[str | Path] | None = None,
+    calibration_tiles: int = 64,
     **changes: Any,
 ) -> tuple[ModelContract, float]:
     """Write ``out_path`` (.onnx with contract); returns the contract and the parity error.
 
     Height and width are dynamic (any multiple of 32), batch too. Parity: probabilities from
     onnxruntime and torch on random tiles must agree within ``atol``, else ``RuntimeError``.
+    ``int8``: the checked float export is then quantized (:mod:`training.quantize`), calibrated
+    on ``calibration`` rasters (raw values, read through the contract's scaling) or, without
+    them, on the run's training split, and scored against the float model on the held-out split.
     """
     model, ckpt = model_from_checkpoint(checkpoint)
     model.eval()
@@ -159,7 +169,31 @@ def export_onnx(
             f"export of {checkpoint}: onnxruntime and torch differ by {err:.2e} "
             f"(> {atol:.0e}); removed {out}"
         )
+    if int8:
+        contract = to_int8(out, ckpt["config"], calibration, calibration_tiles)
     return contract, err
+
+
+def to_int8(path: Path, config: Mapping[str, Any], calibration: Sequence[str | Path] | None,
+            tiles: int) -> ModelContract:
+    """Replace the float model at ``path`` by its int8 copy (the float one is removed)."""
+    from .quantize import quantize_for_config
+
+    float_path = path.with_name(f".{path.stem}.float.onnx")
+    path.replace(float_path)
+    try:
+        if calibration:
+            from landslide_mapper.core.mapping.calibration import quantize_with_rasters
+
+            contract, _ = quantize_with_rasters(float_path, path, list(calibration), tiles=tiles)
+        else:
+            contract, _, _ = quantize_for_config(float_path, path, config, tiles=tiles)
+    finally:
+        float_path.unlink()
+    record = dict(contract.quantization, source_model=f"{path.name} (float export, not kept)")
+    contract = contract.with_updates(quantization=record)
+    write_contract(path, contract)
+    return contract
 
 
 def parity_error(

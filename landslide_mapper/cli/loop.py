@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .options import IN_FILE, OUT_FILE, band_list, engine_run
+from .options import IN_FILE, IN_LAYER, OUT_FILE, band_list, engine_run, layer_option
 
 
 def _area(_ctx: Any, _param: Any, value: str | None) -> Any:
@@ -35,7 +35,7 @@ def _area(_ctx: Any, _param: Any, value: str | None) -> Any:
 
 @click.command("chips")
 @click.argument("raster", type=IN_FILE)
-@click.argument("polygons", type=IN_FILE)
+@click.argument("polygons", type=IN_LAYER)
 @click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--checked-area", callback=_area, help="Area that was checked (polygon file or "
               "xmin,ymin,xmax,ymax in the raster's CRS); pixels outside are unknown "
@@ -106,8 +106,8 @@ def train_command(chips_dir: Path, out_model: Path, config_extra: Path | None,
 
 
 @click.command("evaluate")
-@click.argument("predicted", type=IN_FILE)
-@click.argument("reference", type=IN_FILE)
+@click.argument("predicted", type=IN_LAYER)
+@click.argument("reference", type=IN_LAYER)
 @click.option("--area", callback=_area, help="Only pixels inside this area count (polygon file "
               "or xmin,ymin,xmax,ymax in the grid's CRS).")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -115,9 +115,11 @@ def train_command(chips_dir: Path, out_model: Path, config_extra: Path | None,
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Probability threshold for probability rasters.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True),
-              help="Pixel size (CRS units) when both inputs are polygons.")
+              help="Pixel size in metres when both inputs are polygons (converted to the "
+              "CRS's units, also degrees) [1/4000 of the extent].")
 @click.option("--polygons", "out_polygons", type=OUT_FILE, help="Predicted polygons with match "
               "attributes (a .gpkg also gets a 'reference' layer).")
+@layer_option("predicted; the reference beside it as NAME_reference")
 @click.option("--reference-out", "out_reference", type=OUT_FILE,
               help="Reference polygons with status hit/miss.")
 @click.option("--report", "report_path", type=OUT_FILE, help="Report: .html or .md (+ .json).")

@@ -11,13 +11,17 @@ from typing import Any
 
 import click
 
-from .options import IN_FILE, OUT_FILE, band_list, engine_run, log, vector_options
+from .options import IN_FILE, OUT_FILE, band_list, engine_run, layer_option, log, vector_options
 
 
 @click.command("map")
 @click.argument("input_path", metavar="INPUT", type=IN_FILE)
-@click.option("--model", "-m", required=True, help="A bundled model's name (see 'models') or an .onnx file.")
+@click.option("--model", "-m", default="auto", show_default=True,
+              help="A bundled model's name (see 'models'), an .onnx file, or 'auto': the "
+              "bundled model whose bands and pixel size fit INPUT; the choice and its reasons "
+              "are printed ('models --for INPUT' ranks them all).")
 @click.option("--polygons", type=OUT_FILE, help="Landslide polygons (.gpkg, .shp, .geojson, .fgb).")
+@layer_option("landslides")
 @click.option("--probability", type=OUT_FILE, help="Probability GeoTIFF (0-1).")
 @click.option("--mask", type=OUT_FILE, help="Binary mask GeoTIFF (1 landslide, 0 not, 255 no data).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -35,6 +39,9 @@ from .options import IN_FILE, OUT_FILE, band_list, engine_run, log, vector_optio
               "derived from --dem.")
 @click.option("--probability-format", type=click.Choice(["float32", "uint8"]), default="float32",
               show_default=True)
+@click.option("--rescale", is_flag=True, help="Values far off the model's range (e.g. 0-1 "
+              "reflectance or 8-bit into a 0-10000 model) are refused; with this flag they are "
+              "mapped linearly onto it instead, and the mapping is printed.")
 @vector_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def map_command(input_path: Path, model: str, polygons: Path | None, probability: Path | None,

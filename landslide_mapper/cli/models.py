@@ -1,6 +1,7 @@
 """``landslide-mapper models``, ``info`` and ``contract``: the model files and their contracts.
 
     landslide-mapper models                 bundled models and their held-out scores
+    landslide-mapper models --for SCENE.tif the bundled models ranked by how they fit SCENE.tif
     landslide-mapper info MODEL.onnx        a model's contract
     landslide-mapper contract THIRD_PARTY.onnx CONTRACT.json -o MODEL.onnx
 """
@@ -19,10 +20,18 @@ from .options import IN_FILE, OUT_FILE
 
 @click.command("models")
 @click.option("--card", "card_of", metavar="NAME", help="Print the full model card of NAME.")
-def models_command(card_of: str | None) -> None:
+@click.option("--for", "for_raster", type=IN_FILE, metavar="RASTER",
+              help="Rank the bundled models by how they fit RASTER (bands, pixel size), with "
+              "the reasons: what 'map --model auto' chooses.")
+@click.option("--dem", is_flag=True, help="With --for: a DEM will be given (slope/elevation "
+              "bands can be derived).")
+def models_command(card_of: str | None, for_raster: Path | None, dem: bool) -> None:
     """List the bundled models (with their cards)."""
     from ..core.models.registry import bundled_models
 
+    if for_raster is not None:
+        _rank_for(for_raster, dem)
+        return
     models = bundled_models()
     if card_of:
         for m in models:
@@ -46,6 +55,19 @@ def models_command(card_of: str | None) -> None:
                    f"tile {c.tile_size}, overlap {c.overlap}, threshold {c.threshold:g}"
                    + (f"\n  held-out scores: {scores}" if scores else "")
                    + f"\n  file: {m.path}" + (f"\n  card: {m.card_path}" if m.card_path else ""))
+
+
+def _rank_for(raster: Path, dem: bool) -> None:
+    from ..core.mapping.model_choice import choose_model
+
+    try:
+        choice = choose_model(raster, terrain_from_dem=dem)
+    except LandslideMapperError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{choice.facts.summary()}:")
+    for k, fit in enumerate(choice.ranking, 1):
+        mark = " (auto's choice)" if fit is choice.chosen else ""
+        click.echo(f"{k}. {fit.summary()}{mark}")
 
 
 def _scores(metrics: Any) -> str:
@@ -83,6 +105,8 @@ def info_command(model: str, as_json: bool) -> None:
         click.echo("held-out scores: " + json.dumps(dict(c.metrics)))
     if c.training:
         click.echo("training: " + json.dumps(dict(c.training)))
+    if c.quantization:
+        click.echo("quantization: " + json.dumps(dict(c.quantization)))
 
 
 @click.command("contract")
@@ -92,12 +116,20 @@ def info_command(model: str, as_json: bool) -> None:
 def contract_command(model_path: Path, contract_path: Path, output: Path | None) -> None:
     """Write a model contract (JSON) into an ONNX file, e.g. a third-party model."""
     from ..core.contract import validate, write_contract
+    from ..core.paths import check_distinct
 
     try:
+        # -o MODEL.onnx is the same as no -o: the contract is written into the model in place.
+        check_distinct([("Contract file", contract_path)], [("Model output", output)])
         try:
             doc = json.loads(contract_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"contract file {contract_path}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"contract file {contract_path}: expected JSON text in UTF-8, found a byte "
+                f"{exc.object[exc.start]:#04x} at position {exc.start} that is not UTF-8 (a "
+                "binary file, or text saved in another encoding: save it as UTF-8).") from None
         contract = validate(doc, source=f"contract file {contract_path}")
         written = write_contract(model_path, contract, output)
     except LandslideMapperError as exc:

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
-from .options import IN_FILE, OUT_FILE, engine_run, vector_options
+from .options import IN_FILE, OUT_FILE, engine_run, layer_option, vector_options
 
 
 @click.command("vectorize")
 @click.argument("mask_path", metavar="MASK", type=IN_FILE)
 @click.option("--polygons", type=OUT_FILE, required=True, help="Output polygons (.gpkg, .shp, .geojson, .fgb).")
+@layer_option("landslides")
 @click.option("--probability", "probability_path", type=IN_FILE,
               help="Probability raster on the same grid, for the probability attributes.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,

@@ -9,11 +9,20 @@ Input scaling, per band ``i`` (raw raster value ``x``)::
 
     y = (x * scale + offset - mean) / std        # mean = 0 and std = 1 when not given
 
+Raw values a band expects (optional, schema version 1 reads contracts without them):
+``value_range`` ``[low, high]``, the range correct input spans (Sentinel-2 digital numbers
+``[0, 10000]``, 8-bit imagery ``[0, 255]``), and ``dtype``, the data type it usually comes in
+(``uint16``, ``uint8``, ``float32``). The engine samples the raster against them before a run.
+
 Output kinds:
 
 * ``sigmoid_logit``: one channel of logits; probability = sigmoid(logit).
 * ``sigmoid_probability``: one channel already in 0..1.
 * ``softmax2``: two channels of logits (background, landslide); probability = softmax[1].
+
+A compact (int8) copy of a model carries its source's contract plus an optional ``quantization``
+object saying how it was made (format, weight and activation types, calibration data, the source
+model's digest). Readers that predate the field ignore it, so the schema version stays 1.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ SCHEMA = "landslide_mapper.model"
 SCHEMA_VERSION = 1
 OUTPUT_KINDS = ("sigmoid_logit", "sigmoid_probability", "softmax2")
 TILE_MULTIPLE = 32
+#: Data types a band's ``dtype`` may name.
+DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class BandSpec:
     mean: float = 0.0
     std: float = 1.0
     aliases: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
+    dtype: str = ""
 
     def normalize(self, raw: Any) -> Any:
         """Raw raster values (numpy array) -> what the network expects."""
@@ -74,6 +87,7 @@ class ModelContract:
     nodata_value: float = 0.0
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    quantization: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -82,9 +96,13 @@ class ModelContract:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["bands"] = [dict(asdict(b), aliases=list(b.aliases)) for b in self.bands]
+        d["bands"] = [_band_dict(b) for b in self.bands]
         d["training"] = dict(self.training)
         d["metrics"] = dict(self.metrics)
+        if self.quantization:
+            d["quantization"] = dict(self.quantization)
+        else:  # optional: a float model's contract reads exactly as before the field existed
+            del d["quantization"]
         return {"schema": SCHEMA, **d}
 
     def to_json(self) -> str:
@@ -150,7 +168,7 @@ def validate(doc: Mapping[str, Any], source: str = "model contract") -> ModelCon
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 problems.append(f"band names must be unique, found {', '.join(dupes)} twice")
-    for key in ("training", "metrics"):
+    for key in ("training", "metrics", "quantization"):
         if key in doc and not isinstance(doc[key], Mapping):
             problems.append(f"'{key}' must be an object, found {doc[key]!r}")
     if problems:
@@ -160,6 +178,7 @@ def validate(doc: Mapping[str, Any], source: str = "model contract") -> ModelCon
     kwargs["bands"] = tuple(bands)
     kwargs["training"] = dict(doc.get("training", {}))
     kwargs["metrics"] = dict(doc.get("metrics", {}))
+    kwargs["quantization"] = dict(doc.get("quantization", {}))
     return ModelContract(**kwargs)
 
 
@@ -186,6 +205,31 @@ def check_tiling(tile_size: Any, overlap: Any, raise_: bool = True) -> list[str]
     return problems
 
 
+def _band_dict(b: BandSpec) -> dict[str, Any]:
+    """A band as JSON; the optional raw-value fields only when set (older readers see no change)."""
+    d = dict(asdict(b), aliases=list(b.aliases))
+    if b.value_range is None:
+        del d["value_range"]
+    else:
+        d["value_range"] = list(b.value_range)
+    if not b.dtype:
+        del d["dtype"]
+    return d
+
+
+def _value_fields(where: str, b: Mapping[str, Any]) -> list[str]:
+    """Problems with a band's optional ``value_range`` and ``dtype``."""
+    problems = []
+    vr = b.get("value_range")
+    if vr is not None and not (isinstance(vr, (list, tuple)) and len(vr) == 2
+                               and all(_is_number(v) for v in vr) and vr[0] < vr[1]):
+        problems.append(f"{where}.value_range must be [low, high] with low < high, found {vr!r}")
+    dt = b.get("dtype", "")
+    if dt not in ("", *DTYPES):
+        problems.append(f"{where}.dtype must be one of {', '.join(DTYPES)}, found {dt!r}")
+    return problems
+
+
 def _band(i: int, b: Any) -> tuple[BandSpec | None, list[str]]:
     where = f"bands[{i}]"
     if isinstance(b, str):
@@ -206,11 +250,14 @@ def _band(i: int, b: Any) -> tuple[BandSpec | None, list[str]]:
     aliases = b.get("aliases", [])
     if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) for a in aliases):
         problems.append(f"{where}.aliases must be a list of strings, found {aliases!r}")
+    problems += _value_fields(where, b)
     if problems:
         return None, problems
     known = {f for f in BandSpec.__dataclass_fields__}
     kwargs = {k: v for k, v in b.items() if k in known}
     kwargs["aliases"] = tuple(aliases)
+    if b.get("value_range") is not None:
+        kwargs["value_range"] = (float(b["value_range"][0]), float(b["value_range"][1]))
     return BandSpec(**kwargs), []
 
 
@@ -221,6 +268,8 @@ def _is_number(v: Any) -> bool:
 def read_contract(model_path: str | Path) -> ModelContract:
     """Read and validate the contract of an ONNX model file (without building a session)."""
     path = Path(model_path)
+    if path.is_dir():
+        raise ModelError(f"Model file {path}: expected an .onnx model file, found a folder.")
     if not path.is_file():
         raise ModelError(f"Model file {path}: not found (expected an .onnx file).")
     model = _load_onnx(path, load_external_data=False)
@@ -262,13 +311,16 @@ def write_contract(
     set_contract(model, contract)
     import onnx
 
-    tmp = dst.with_name(f".{dst.name}.partial")
+    from . import staging
+
+    tmp = staging.temporary_sibling(dst)
     try:
         onnx.save_model(model, str(tmp))
-        tmp.replace(dst)
+        staging.publish(tmp, dst, "Model output")
+    except OSError as exc:  # onnx writes with Python's own file objects
+        raise staging.write_failure("Model output", dst, staging.describe_os_error(exc)) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        staging.remove_path(tmp)
     return dst
 
 

@@ -30,6 +30,9 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.models.registry import resources_dir
+from ..core.polygons import DEFAULT_MIN_PIXELS
+from .dependencies import INSTALL_HINT, missing_modules
+from .destinations import layer_destination
 
 # Enum spellings moved into ``Qgis`` in later QGIS versions (and the old ones go with Qt6).
 try:
@@ -101,6 +104,8 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
     and the same instance may serve several runs).
     """
 
+    needs_engine = True  # runs only with the engine's packages (rasterio, onnxruntime, ...)
+
     def group(self) -> str:
         return tr("Landslide mapping")
 
@@ -119,7 +124,18 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(
         self, parameters: dict[str, Any], context: QgsProcessingContext
     ) -> tuple[bool, str]:
-        """Let scripts leave out an output that has a default (a temporary GeoPackage)."""
+        """Let scripts leave out an output that has a default (a temporary GeoPackage).
+
+        Refuses to run, with the way out, while the engine's Python packages are missing (the
+        dialogs and help still open then).
+        """
+        if self.needs_engine:
+            missing = missing_modules()
+            if missing:
+                return False, (
+                    f"{self.displayName()} needs the Python package(s) {', '.join(missing)}, "
+                    f"which cannot be imported. {INSTALL_HINT}"
+                )
         checked = dict(parameters)
         for param in self.destinationParameterDefinitions():
             if is_unset(checked, param.name()) and param.defaultValue():
@@ -201,11 +217,13 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
         """A file destination's path; None when an optional output is skipped.
 
         The engine writes files itself (under a temporary name, renamed when complete), so
-        database or memory destinations are refused.
+        database or memory destinations are refused; a GeoPackage layer ("Save to GeoPackage…")
+        comes back as ``file.gpkg|layername=NAME`` (:mod:`.destinations`).
         """
         path = self.parameterAsOutputLayer(parameters, name, context)
         if not path:
             return None
+        path = layer_destination(path, context)
         if path.startswith(("memory:", "ogr:", "postgres:", "postgis:", "spatialite:")):
             raise QgsProcessingException(
                 f"{name}: expected a file path (GeoTIFF for rasters, GeoPackage for polygons), "
@@ -218,10 +236,15 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
         """MIN_AREA_M2, SIMPLIFY_M and (advanced) FILL_HOLES_M2: the polygon clean-up options."""
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
-                "MIN_AREA_M2", tr("Minimum landslide area (m²)"), type=DOUBLE,
-                defaultValue=0.0, minValue=0.0,
+                "MIN_AREA_M2",
+                tr("Minimum landslide area (m², empty = drop specks of under {n} pixels)").format(
+                    n=DEFAULT_MIN_PIXELS),
+                type=DOUBLE, defaultValue=None, optional=True, minValue=0.0,
             ),
-            "Polygons smaller than this area are dropped (0 keeps all). Removes speckle.",
+            f"Polygons smaller than this area are dropped; 0 keeps all. Empty (the default): "
+            f"specks are dropped, polygons of fewer than {DEFAULT_MIN_PIXELS} pixels "
+            f"({DEFAULT_MIN_PIXELS * 100} m² at 10 m pixels, {DEFAULT_MIN_PIXELS * 0.25:g} m² at "
+            "0.5 m).",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
@@ -242,10 +265,12 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
 
     def polygon_options(
         self, parameters: dict[str, Any], context: QgsProcessingContext
-    ) -> dict[str, float]:
-        """The engine's keyword arguments for the options of :meth:`add_polygon_parameters`."""
+    ) -> dict[str, float | None]:
+        """The engine's keyword arguments for the options of :meth:`add_polygon_parameters`
+        (``min_area_m2`` None: the engine's speck rule)."""
         return {
-            "min_area_m2": self.parameterAsDouble(parameters, "MIN_AREA_M2", context),
+            "min_area_m2": self.optional_number(parameters, "MIN_AREA_M2", context,
+                                                integer=False, unset_below=0.0),
             "fill_holes_m2": self.parameterAsDouble(parameters, "FILL_HOLES_M2", context),
             "simplify_m": self.parameterAsDouble(parameters, "SIMPLIFY_M", context),
         }

@@ -1,9 +1,12 @@
 """The engine's Python dependencies inside QGIS: which are missing, and loading the compiled ones.
 
 QGIS runs the plugin in its own Python; rasterio, onnxruntime, fiona, shapely and pyproj are not
-in the plugin zip, so the plugin checks for them at start-up and says how to install them. Inside
-the QGIS application and ``qgis_process`` the compiled ones also need care: see
-:func:`load_native_packages`. Neither function imports QGIS.
+in the plugin zip. "Install Python packages" (``processing/install_dependencies.py``) puts them in
+a folder the plugin owns in the QGIS profile, ``python/landslide_mapper_deps/pyX.Y``, which
+:func:`use_deps_folder` appends to ``sys.path`` at start-up (after QGIS's own entries, so QGIS's
+numpy and GDAL bindings always win). The plugin checks for the packages at start-up and points at
+the installer when one is missing. Inside the QGIS application and ``qgis_process`` the compiled
+ones also need care: see :func:`load_native_packages`. Nothing here imports QGIS.
 """
 
 from __future__ import annotations
@@ -15,14 +18,38 @@ import os
 import sys
 from pathlib import Path
 
-REQUIRED_MODULES = ("numpy", "rasterio", "onnxruntime", "fiona", "shapely", "pyproj")
+REQUIRED_MODULES = ("numpy", "rasterio", "onnxruntime", "onnx", "fiona", "shapely", "pyproj")
+DEPS_FOLDER = "landslide_mapper_deps"
 INSTALL_HINT = (
-    "Install them into the Python that QGIS runs, then restart QGIS. Linux: 'python3 -m pip "
-    "install --user \"numpy<2\" rasterio onnxruntime fiona shapely pyproj' (Debian 12 and "
-    "Ubuntu 23.04+ also need --break-system-packages), or start QGIS with PYTHONPATH set to the "
-    "site-packages of the venv that scripts/setup.sh makes. Windows: the same pip command in the "
-    "OSGeo4W Shell, without --user."
+    "Run Plugins > Landslide Mapper > Install Python packages (or the Processing algorithm "
+    "landslide_mapper:install_dependencies): it installs them into the QGIS profile, leaving "
+    "QGIS's own packages alone."
 )
+
+
+def deps_dir(profile_dir: str | os.PathLike[str], version: str | None = None) -> Path:
+    """The plugin's package folder for this Python in a QGIS profile folder.
+
+    ``<profile>/python/landslide_mapper_deps/pyX.Y``: one folder per Python version, so a QGIS
+    upgrade that brings a new Python never loads compiled packages built for the old one.
+    """
+    version = version or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return Path(profile_dir) / "python" / DEPS_FOLDER / f"py{version}"
+
+
+def use_deps_folder(profile_dir: str | os.PathLike[str]) -> Path | None:
+    """Append the profile's package folder to ``sys.path`` when it exists; returns it or None.
+
+    Appended, not prepended: a package QGIS's Python already provides (numpy, GDAL's ``osgeo``,
+    a distribution's pyproj) is found first, so the folder only adds what is missing.
+    """
+    folder = deps_dir(profile_dir)
+    if not folder.is_dir():
+        return None
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+        importlib.invalidate_caches()
+    return folder
 
 
 def missing_modules() -> list[str]:

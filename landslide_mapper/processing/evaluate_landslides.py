@@ -28,6 +28,7 @@ from .algorithm import (
     tr,
     with_help,
 )
+from .destinations import polygon_result
 from .export_training_chips import extent_in, vector_source_path
 
 
@@ -107,10 +108,11 @@ class EvaluateLandslidesAlgorithm(LandslideMapperAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(self.PIXEL_SIZE, tr("Pixel size for two polygon "
-                                                            "layers (CRS units)"),
+                                                            "layers (metres)"),
                                          type=DOUBLE, defaultValue=0.0, minValue=0.0),
-            "When both inputs are polygons they are rasterized at this pixel size; 0 picks one "
-            "(1/4000 of the extent).", advanced=True,
+            "When both inputs are polygons they are rasterized at this pixel size in metres "
+            "(converted to the layers' CRS units, degrees too); 0 picks one (1/4000 of the "
+            "extent). A grid of more than 25 million pixels is refused.", advanced=True,
         ))
         self.addParameter(with_help(
             QgsProcessingParameterVectorDestination(
@@ -183,7 +185,9 @@ class EvaluateLandslidesAlgorithm(LandslideMapperAlgorithm):
         feedback.pushInfo(result.markdown())
         p = result.pixel
         return {
-            self.OUTPUT_POLYGONS: polygons, self.OUTPUT_REFERENCE: reference_out,
+            self.OUTPUT_POLYGONS: polygons and polygon_result(polygons, context, "predicted"),
+            self.OUTPUT_REFERENCE: reference_out and polygon_result(reference_out, context,
+                                                                    "reference"),
             self.OUTPUT_REPORT: report, "PRECISION": p["precision"], "RECALL": p["recall"],
             "F1": p["f1"], "IOU": p["iou_dataset"], "HITS": result.hits,
             "MISSES": result.misses, "FALSE_ALARMS": result.false_alarms,

@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -25,6 +26,7 @@ from ..core.contract import read_contract
 from ..core.errors import LandslideMapperError
 from ..core.models.registry import bundled_models, resolve_model
 from ..core.models.runtime import DEVICES
+from ..core.polygons import DEFAULT_MIN_PIXELS
 from .algorithm import (
     DOUBLE,
     FILE,
@@ -37,17 +39,44 @@ from .algorithm import (
     tr,
     with_help,
 )
-from .styling import style_on_completion
+from .destinations import polygon_result
+from .styling import RunLayers, style_on_completion
 
 CUSTOM_MODEL = "Custom .onnx file…"
-# The engine's own choices (core.engine.PROBABILITY_FORMATS is the same tuple; importing the
-# engine here would load rasterio whenever QGIS lists the algorithms).
+# The engine's own spellings (core.engine.PROBABILITY_FORMATS and core.mapping.model_choice
+# .AUTO_MODEL; importing the engine here would load rasterio whenever QGIS lists the algorithms).
 PROBABILITY_FORMATS = ("float32", "uint8")
+AUTO_MODEL = "auto"
+AUTO_OPTION = "auto — the bundled model that fits the input raster (bands and pixel size)"
+TITLE_SEPARATOR = " — "
 
 
-def model_options() -> list[str]:
-    """The MODEL choices: every bundled model by name, then the custom-file entry."""
-    return [m.name for m in bundled_models()] + [CUSTOM_MODEL]
+def model_options(auto: bool = False) -> list[str]:
+    """The MODEL choices: (with ``auto``) the automatic choice first, every bundled model as
+    'name — title', then the custom-file entry."""
+    labels = [model_label(m) for m in bundled_models()]
+    return ([AUTO_OPTION] if auto else []) + labels + [CUSTOM_MODEL]
+
+
+def model_label(model: Any) -> str:
+    """'name — title' of a bundled model (the name alone when no title can be read).
+
+    Without commas: QGIS reads a comma in an enum's text value as a list separator and refuses
+    the choice ("Wrong or missing parameter value").
+    """
+    title = _title(model).replace(", ", " · ").replace(",", " · ")
+    return f"{model.name}{TITLE_SEPARATOR}{title}" if title else model.name
+
+
+def option_model(choice: str) -> str:
+    """A MODEL option's text -> what the engine takes: ``auto``, a bundled name, or the text."""
+    text = choice.strip()
+    if text == AUTO_OPTION or text.lower() == AUTO_MODEL:
+        return AUTO_MODEL
+    name = text.split(TITLE_SEPARATOR, 1)[0]
+    if name != text and any(m.name == name for m in bundled_models()):
+        return name
+    return text
 
 
 class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
@@ -67,6 +96,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
     FILL_HOLES_M2 = "FILL_HOLES_M2"
     BANDS = "BANDS"
     PROBABILITY_FORMAT = "PROBABILITY_FORMAT"
+    RESCALE = "RESCALE"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_POLYGONS = "OUTPUT_POLYGONS"
@@ -103,24 +133,38 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "A raster whose pixel size differs from the model's is resampled on the fly; nodata "
             "pixels are never mapped as landslide. For models with slope/elevation bands, give a "
             "<b>DEM</b> and they are derived on the fly.</p>"
-            "<p><b>Model</b>: a bundled model, or <i>Custom .onnx file…</i> with "
-            "<i>Model file</i>. "
-            "From <tt>processing.run</tt> or <tt>qgis_process</tt>, MODEL also accepts a bundled "
-            "model's name or the path of an .onnx file, e.g. "
+            "<p><b>Model</b>: <i>auto</i> (the default) takes the bundled model that fits the "
+            "input raster: its bands matched by their descriptions (else the band count), and "
+            "its pixel size within the model's tolerance (else the closest that can be "
+            "resampled). The log names the model chosen and why, and why each other one was "
+            "not; when none fits it says so and the run stops. Or pick a bundled model, or "
+            "<i>Custom .onnx file…</i> with <i>Model file</i>. "
+            "From <tt>processing.run</tt> or <tt>qgis_process</tt>, MODEL also accepts "
+            "<tt>auto</tt>, a bundled model's name or the path of an .onnx file, e.g. "
             "<tt>MODEL=/data/my_model.onnx</tt>.</p>"
             "<p>Bundled models:</p><ul>{models}</ul>"
             "<p><b>Threshold, tile size and overlap</b> come from the model (its contract) when "
             "left empty; scripts may also pass 0 or -1 for the threshold and the tile size, and "
             "-1 for the overlap (0 means no overlap). Raise the threshold for fewer, more "
             "certain landslides; lower it to miss fewer.</p>"
+            "<p><b>Minimum landslide area</b>: empty (the default) drops specks, polygons of "
+            "fewer than {min_pixels} pixels ({min_pixels} × 100 m² at 10 m pixels, {min_pixels} "
+            "× 0.25 m² at 0.5 m); 0 keeps every polygon; any other value drops polygons under "
+            "that area in m².</p>"
             "<p><b>Outputs</b>: probability raster (0–1), binary mask (1 = landslide) and "
-            "polygons (GeoPackage). The probability raster and the mask can be skipped.</p>"
+            "polygons (GeoPackage) with area_m2 (to 1 m²), area_ha (to 0.01 ha), perimeter_m "
+            "(to 0.1 m), prob_mean and prob_max (to 0.001), centroid_lon/lat (to 1e-6°), the "
+            "model and the pixel count; in a GeoPackage the feature id is the id. The "
+            "probability raster and the mask can be skipped. Loaded into the project they are "
+            "named after the input and the model (e.g. <i>landslides — scene (sentinel2-rgb)"
+            "</i>): polygons on top, the probability half transparent below, the mask "
+            "switched off at the bottom.</p>"
             "<p>From a terminal: <tt>qgis_process run landslide_mapper:map_landslides -- "
             "INPUT=scene.tif MODEL=model.onnx OUTPUT_POLYGONS=landslides.gpkg</tt></p>"
-        ).format(models=listed)
+        ).format(models=listed, min_pixels=DEFAULT_MIN_PIXELS)
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        options = model_options()
+        options = model_options(auto=True)
         self.addParameter(with_help(
             QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")),
             "The raster to map: a multispectral stack or an RGB orthophoto, read from a file.",
@@ -135,8 +179,9 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         ))
         self.addParameter(with_help(
             text_enum(self.MODEL, tr("Model"), options),
-            "A bundled model, or 'Custom .onnx file…' to use the file given in 'Model file'. "
-            "Scripts may also pass a bundled model's name or the path of an .onnx file.",
+            "auto: the bundled model whose bands and pixel size fit the input (the log says "
+            "which and why); a bundled model; or 'Custom .onnx file…' with 'Model file'. "
+            "Scripts may also pass auto, a bundled model's name or an .onnx path.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterFile(
@@ -207,6 +252,15 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             advanced=True,
         ))
         self.addParameter(with_help(
+            QgsProcessingParameterBoolean(self.RESCALE, tr("Rescale input values"),
+                                          defaultValue=False),
+            "The raster's values are sampled before the run: values far off the range the model "
+            "expects (e.g. 0–1 reflectance or 8-bit values into a 0–10000 Sentinel-2 model, "
+            "16-bit values into an 8-bit model) stop the run with what was found. Checked: they "
+            "are mapped linearly onto the model's range instead, and the mapping is logged.",
+            advanced=True,
+        ))
+        self.addParameter(with_help(
             QgsProcessingParameterRasterDestination(
                 self.OUTPUT_PROBABILITY, tr("Landslide probability"), optional=True,
                 createByDefault=True,
@@ -242,11 +296,13 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         checked[self.MODEL] = CUSTOM_MODEL  # validated above; the enum only knows its options
         return super().checkParameterValues(checked, context)
 
-    def model_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> Path:
-        """The .onnx file MODEL / MODEL_FILE point at (see :func:`model_path`)."""
+    def model_path(self, parameters: dict[str, Any],
+                   context: QgsProcessingContext) -> Path | str:
+        """The .onnx file MODEL / MODEL_FILE point at, or ``auto`` (see :func:`model_path`)."""
         return model_path(parameters,
                           self.parameterAsString(parameters, self.MODEL_FILE, context),
-                          self.parameterAsString(parameters, self.MODEL, context))
+                          self.parameterAsString(parameters, self.MODEL, context),
+                          options=self.parameterDefinition(self.MODEL).options())
 
     def processAlgorithm(
         self,
@@ -296,6 +352,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
                 bands=bands,
                 dem=dem_path,
                 probability_format=probability_format,
+                rescale=self.parameterAsBoolean(parameters, self.RESCALE, context),
                 **self.polygon_options(parameters, context),
                 progress=progress,
                 is_canceled=is_canceled,
@@ -307,7 +364,9 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             f"{result.polygon_count} landslide polygon(s) mapped with model "
             f"{result.model_name} on {result.provider} in {result.seconds:.1f} s."
         )
-        # Report the destinations as QGIS gave them: they key the layers it loads on completion.
+        # Report the destinations as QGIS gave them: they key the layers it loads on completion
+        # (the polygons with their layer named when the GeoPackage holds other layers too).
+        polygons_path = polygon_result(polygons_path, context)
         outputs = {
             self.OUTPUT_PROBABILITY: probability_path if result.probability_path else None,
             self.OUTPUT_MASK: mask_path if result.mask_path else None,
@@ -315,20 +374,32 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             self.POLYGON_COUNT: int(result.polygon_count),
             self.PROVIDER: str(result.provider),
         }
-        style_on_completion(context, outputs[self.OUTPUT_PROBABILITY], "probability")
-        style_on_completion(context, outputs[self.OUTPUT_MASK], "mask")
-        style_on_completion(context, polygons_path, "polygons")
+        source = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        made_by = f"{source.name() if source else Path(input_path).stem} ({result.model_name})"
+        run = RunLayers()
+        for kind, path in (("probability", outputs[self.OUTPUT_PROBABILITY]),
+                           ("mask", outputs[self.OUTPUT_MASK]), ("polygons", polygons_path)):
+            style_on_completion(context, path, kind, layer_name=output_layer_name(kind, made_by),
+                                run=run)
         return outputs
 
 
-def model_path(parameters: dict[str, Any], model_file: str, model_choice: str) -> Path:
-    """Resolve MODEL / MODEL_FILE to an .onnx path (see the algorithm's help for the rules).
+def output_layer_name(kind: str, made_by: str) -> str:
+    """The project layer name of an output: what it is, then the input and the model."""
+    what = {"polygons": "landslides", "probability": "landslide probability",
+            "mask": "landslide mask"}[kind]
+    return f"{what}{TITLE_SEPARATOR}{made_by}"
 
-    MODEL may be an option's text, its index (as older scripts and the batch dialog pass),
-    a bundled model's name or an .onnx path. MODEL_FILE is used when MODEL is the custom entry
-    or was not given at all.
+
+def model_path(parameters: dict[str, Any], model_file: str, model_choice: str,
+               options: list[str] | None = None) -> Path | str:
+    """Resolve MODEL / MODEL_FILE to an .onnx path, or ``auto`` (see the algorithm's help).
+
+    MODEL may be an option's text, its index in ``options`` (the parameter's; as older scripts
+    and the batch dialog pass), ``auto``, a bundled model's name or an .onnx path. MODEL_FILE is
+    used when MODEL is the custom entry or was not given at all.
     """
-    options = model_options()
+    options = model_options() if options is None else list(options)
     choice = (model_choice or "").strip()
     if choice.isdigit() and not is_unset(parameters, MapLandslidesAlgorithm.MODEL):
         index = int(choice)
@@ -346,15 +417,25 @@ def model_path(parameters: dict[str, Any], model_file: str, model_choice: str) -
             "MODEL_FILE: MODEL is 'Custom .onnx file…' but no model file is given; choose an "
             ".onnx model file, or pick a bundled model."
         )
-    return resolve_model(choice)
+    choice = option_model(choice)
+    return AUTO_MODEL if choice == AUTO_MODEL else resolve_model(choice)
 
 
 def _title(model: Any) -> str:
-    """A bundled model's title for the help; read once per file version (models can be large)."""
+    """A bundled model's title for the help; read once per file version (models can be large).
+
+    Without the packages that read contracts (onnx), the title of its model card
+    ('# name: title'), else nothing.
+    """
     try:
         return _contract_title(str(model.path), model.path.stat().st_mtime_ns)
     except (LandslideMapperError, OSError) as exc:
         return f"(unusable: {exc})"
+    except ImportError:
+        first = model.card().split("\n", 1)[0] if model.card_path else ""
+        heading = first.lstrip("#").strip()
+        prefix = f"{model.name}:"
+        return heading[len(prefix):].strip() if heading.startswith(prefix) else ""
 
 
 @lru_cache(maxsize=64)

@@ -8,7 +8,9 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithm import icon_path, tr
 from .evaluate_landslides import EvaluateLandslidesAlgorithm
 from .export_training_chips import ExportTrainingChipsAlgorithm
+from .install_dependencies import InstallDependenciesAlgorithm
 from .map_landslides import MapLandslidesAlgorithm
+from .map_many import MapManyAlgorithm
 from .prepare_sentinel2_stack import PrepareSentinel2StackAlgorithm
 from .train_model import TrainModelAlgorithm
 from .vectorize_mask import VectorizeMaskAlgorithm
@@ -36,11 +38,13 @@ class LandslideMapperProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(MapLandslidesAlgorithm())
+        self.addAlgorithm(MapManyAlgorithm())
         self.addAlgorithm(VectorizeMaskAlgorithm())
         self.addAlgorithm(PrepareSentinel2StackAlgorithm())
         self.addAlgorithm(ExportTrainingChipsAlgorithm())
         self.addAlgorithm(TrainModelAlgorithm())
         self.addAlgorithm(EvaluateLandslidesAlgorithm())
+        self.addAlgorithm(InstallDependenciesAlgorithm())
 
     # The engine writes GeoTIFF rasters and GeoPackage (or another OGR file format) vectors itself.
     def supportsNonFileBasedOutput(self) -> bool:
@@ -56,9 +60,11 @@ class LandslideMapperProvider(QgsProcessingProvider):
         return ["tif"]
 
     def supportedOutputVectorLayerExtensions(self) -> list[str]:
-        from ..core.polygons.vector_io import (
-            DRIVERS,  # the formats the engine writes, GeoPackage first
-        )
-
+        try:
+            from ..core.polygons.vector_io import (
+                DRIVERS,  # the formats the engine writes, GeoPackage first
+            )
+        except ImportError:  # fiona/shapely not installed yet: GeoPackage until they are
+            return ["gpkg"]
         others = sorted(s.lstrip(".") for s in DRIVERS if s != ".gpkg")
         return ["gpkg", *others]

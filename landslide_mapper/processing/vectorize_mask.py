@@ -23,6 +23,7 @@ from .algorithm import (
     tr,
     with_help,
 )
+from .destinations import polygon_result
 from .styling import style_on_completion
 
 
@@ -126,6 +127,7 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
         feedback.pushInfo(
             f"{result.count} landslide polygon(s), {result.total_area_m2:,.0f} m² in total."
         )
+        polygons_path = polygon_result(polygons_path, context)  # its layer named when needed
         outputs = {
             self.OUTPUT_POLYGONS: polygons_path,
             self.POLYGON_COUNT: int(result.count),

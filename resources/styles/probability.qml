@@ -1,8 +1,9 @@
 <!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<!-- Landslide probability 0..1: transparent at 0, through yellow and orange, to red at 1. -->
+<!-- Landslide probability 0..1: transparent at 0, through yellow and orange, to red at 1; the
+     layer is half transparent (opacity 0.5) so the image and the polygons show through. -->
 <qgis version="3.22.0" styleCategories="Symbology">
   <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="0" classificationMax="1" nodataColor="">
+    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="0.5" alphaBand="-1" classificationMin="0" classificationMax="1" nodataColor="">
       <minMaxOrigin>
         <limits>None</limits>
         <extent>WholeRaster</extent>

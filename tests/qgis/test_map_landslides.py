@@ -13,6 +13,7 @@ import processing
 import pytest
 import rasterio
 from qgis.core import (
+    QgsApplication,
     QgsPointXY,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -102,8 +103,11 @@ def test_maps_both_rectangles(provider, scene, model, out_dir):
     assert [f["perimeter_m"] for f in polys] == pytest.approx(
         [rect_perimeter_m(SMALL), rect_perimeter_m(BIG)])
     assert [f["geometry_area"] for f in polys] == pytest.approx([f["area_m2"] for f in polys])
+    # One id column: the GeoPackage's feature id is named id (no fid beside it).
+    assert [f["id"] for f in polys] == [2, 1] and "fid" not in polys[0]
     for f in polys:
-        assert f["prob_mean"] == pytest.approx(sigmoid(WEIGHTS[0] + BIAS), abs=1e-4)
+        # Probabilities are written to 0.001.
+        assert f["prob_mean"] == round(sigmoid(WEIGHTS[0] + BIAS), 3)
         assert f["model"] == "rectangles"
 
 
@@ -212,19 +216,76 @@ def test_model_by_bundled_name_index_and_custom_file(provider, scene, model, out
     monkeypatch.setenv("LANDSLIDE_MAPPER_MODELS", str(model.parent))
     from landslide_mapper.processing.map_landslides import model_options
 
-    options = model_options()
-    assert options[0] == "rectangles" and options[-1] == "Custom .onnx file…"
+    options = model_options(auto=True)
+    assert options[0].startswith("auto — ") and options[-1] == "Custom .onnx file…"
+    assert options[1] == "rectangles — Dummy linear model (for tests · not for mapping)"
     base = {"INPUT": str(scene)}
     variants = [
         {"MODEL": "rectangles"},
-        {"MODEL": 0},
-        {"MODEL": "0"},
+        {"MODEL": options[1]},
+        {"MODEL": 1},
+        {"MODEL": "1"},
         {"MODEL": "Custom .onnx file…", "MODEL_FILE": str(model)},
         {"MODEL_FILE": str(model)},
     ]
     for i, variant in enumerate(variants):
         result = run({**base, **variant, "OUTPUT_POLYGONS": str(out_dir / f"v{i}.gpkg")})
         assert result["POLYGON_COUNT"] == 2, variant
+
+
+class Log(QgsProcessingFeedback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def pushInfo(self, info: str) -> None:
+        self.lines.append(info)
+        super().pushInfo(info)
+
+
+def test_auto_is_the_default_and_logs_which_model_and_why(provider, scene, model, out_dir,
+                                                          monkeypatch):
+    monkeypatch.setenv("LANDSLIDE_MAPPER_MODELS", str(model.parent))
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    assert alg.parameterDefinition("MODEL").defaultValue().startswith("auto — ")
+    feedback = Log()
+    result = run({"INPUT": str(scene), "OUTPUT_POLYGONS": str(out_dir / "auto.gpkg")},
+                 feedback=feedback)
+    assert result["POLYGON_COUNT"] == 2
+    chosen = [line for line in feedback.lines if line.startswith("Model auto: ")]
+    assert chosen and chosen[0].startswith(
+        "Model auto: rectangles chosen for scene (3 bands described red, green, blue; 10 m "
+        "pixels): all 3 bands matched by their descriptions; pixel size 10 m suits")
+    assert any(line.startswith("Other models: ") for line in feedback.lines)
+
+
+def test_auto_refuses_a_raster_no_model_fits_and_says_why(provider, out_dir, tmp_path):
+    dem = make_raster(tmp_path / "dem.tif", np.ones((8, 8), np.float32), descriptions=["dem_m"])
+    with pytest.raises(QgsProcessingException) as err:
+        run({"INPUT": str(dem), "MODEL": "auto", "OUTPUT_POLYGONS": str(out_dir / "x.gpkg")})
+    text = str(err.value)
+    assert text.startswith("Model auto: no bundled model fits dem (1 band described dem_m; "
+                           "10 m pixels).")
+    assert "does not fit: needs 3 bands" in text and "Choose a model" in text
+    assert list(out_dir.iterdir()) == []
+
+
+def test_default_minimum_area_drops_specks_zero_keeps_them(provider, model, out_dir, tmp_path):
+    from landslide_mapper.core.polygons import DEFAULT_MIN_PIXELS
+
+    data = scene_data()
+    data[0, 70, 5:5 + DEFAULT_MIN_PIXELS - 1] = 1.0          # a speck one pixel short
+    speckled = make_raster(tmp_path / "speckled.tif", data, descriptions=["red", "green", "blue"])
+    by_default = run({"INPUT": str(speckled), "MODEL": str(model),
+                      "OUTPUT_POLYGONS": str(out_dir / "default.gpkg")})
+    keep_all = run({"INPUT": str(speckled), "MODEL": str(model), "MIN_AREA_M2": 0,
+                    "OUTPUT_POLYGONS": str(out_dir / "all.gpkg")})
+    assert (by_default["POLYGON_COUNT"], keep_all["POLYGON_COUNT"]) == (2, 3)
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    param = alg.parameterDefinition("MIN_AREA_M2")
+    assert param.defaultValue() is None
+    assert f"under {DEFAULT_MIN_PIXELS} pixels" in param.description()
+    assert f"fewer than {DEFAULT_MIN_PIXELS} pixels" in alg.shortHelpString()
 
 
 @pytest.mark.parametrize(
@@ -422,3 +483,20 @@ def test_dem_supplies_the_slope_band_the_model_wants(provider, tmp_path, out_dir
     del params["DEM"]
     with pytest.raises(QgsProcessingException, match="slope_deg"):
         run(params)
+
+
+def test_values_off_the_model_range_are_refused_unless_rescaled(provider, scene, tmp_path,
+                                                               out_dir):
+    """A 0..1 scene into a model stating 8-bit values: refused, or with RESCALE mapped x 255."""
+    ranged = tmp_path / "ranged.onnx"
+    build_dummy_model(ranged, weights=WEIGHTS, bias=BIAS, name="ranged", pixel_size_m=PIXEL_M,
+                      tile_size=64, overlap=16,
+                      bands=[{"name": n, "value_range": [0, 255], "dtype": "uint8"}
+                             for n in ("red", "green", "blue")])
+    params = {"INPUT": str(scene), "MODEL": str(ranged),
+              "OUTPUT_POLYGONS": str(out_dir / "ls.gpkg")}
+    with pytest.raises(QgsProcessingException, match="far below what the model 'ranged' expects"):
+        run(params)
+    assert not list(out_dir.iterdir())
+    result = run(dict(params, RESCALE=True))
+    assert result["POLYGON_COUNT"] == 2

@@ -41,6 +41,20 @@ def repo_version() -> str:
     return parser["general"]["version"]
 
 
+#: The QGIS plugin repository refuses uploads above about 25 MB.
+MAX_ZIP_BYTES = 25 * 10**6
+
+
+def test_zip_fits_the_plugin_repository_with_every_bundled_model(plugin_zip):
+    assert plugin_zip.stat().st_size <= MAX_ZIP_BYTES, plugin_zip.stat().st_size
+    bundled = sorted(p.name for p in (REPO / "resources" / "models").glob("*.onnx"))
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zipped = sorted(n.rsplit("/", 1)[1] for n in zf.namelist()
+                        if n.startswith("landslide_mapper/resources/models/")
+                        and n.endswith(".onnx"))
+    assert bundled and zipped == bundled
+
+
 def test_zip_layout(plugin_zip):
     assert plugin_zip.name == f"landslide_mapper-{repo_version()}.zip"
     with zipfile.ZipFile(plugin_zip) as zf:
@@ -57,7 +71,10 @@ def test_zip_layout(plugin_zip):
     ):
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".partial"))]
-    assert not [n for n in names if "/tests/" in n or "/training/" in n or "egg-info" in n]
+    assert not [n for n in names if "/tests/" in n or "egg-info" in n]
+    # The training module ships for the training environment's Python, never imported by QGIS.
+    assert "landslide_mapper/training/cli.py" in names
+    assert "landslide_mapper/requirements.txt" in names
 
 
 def test_metadata_is_complete_and_parses_as_qgis_reads_it(plugin_zip):
@@ -122,10 +139,14 @@ LOADER = textwrap.dedent(
         def messageBar(self): return self.bar
         def addPluginToRasterMenu(self, menu, action): self.menu.append((menu, action))
         def removePluginRasterMenu(self, menu, action): self.menu.remove((menu, action))
+        plugin_menu = []
+        def addPluginToMenu(self, menu, action): self.plugin_menu.append((menu, action))
+        def removePluginMenu(self, menu, action): self.plugin_menu.remove((menu, action))
         def addToolBarIcon(self, action): self.toolbar.append(action)
         def removeToolBarIcon(self, action): self.toolbar.remove(action)
 
-    # 1. A missing dependency gives a message, not a traceback, and no provider.
+    # 1. A missing dependency gives a message, not a traceback; the provider (with its
+    #    installer) registers even so.
     sys.modules["onnxruntime"] = None
     import landslide_mapper
     iface = Iface()
@@ -133,6 +154,7 @@ LOADER = textwrap.dedent(
     plugin.initGui()
     report["missing_messages"] = iface.bar.messages
     report["provider_when_missing"] = registry.providerById("landslide_mapper") is not None
+    report["plugin_menu_when_missing"] = [(m, a.text()) for m, a in iface.plugin_menu]
     plugin.unload()
     del sys.modules["onnxruntime"]
 
@@ -185,9 +207,12 @@ def test_plugin_loads_from_the_unzipped_zip(plugin_zip, tmp_path, scene, model):
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(lines[-1][len("REPORT "):])
 
-    assert report["provider_when_missing"] is False
+    assert report["provider_when_missing"] is True
     [message] = report["missing_messages"]
-    assert "onnxruntime" in message and "pip install" in message
+    assert "onnxruntime" in message and "Install Python packages" in message
+    assert "pip install" not in message
+    assert report["plugin_menu_when_missing"] == [["&Landslide Mapper",
+                                                   "Install Python packages…"]]
 
     assert report["available"] and report["loaded"] and report["started"]
     plugin_root = (plugins_dir / "landslide_mapper").resolve()

@@ -9,23 +9,27 @@ pytestmark = pytest.mark.qgis
 
 ALGORITHMS = {
     "landslide_mapper:map_landslides": "Map landslides",
+    "landslide_mapper:map_many": "Map landslides (many rasters)",
     "landslide_mapper:vectorize_mask": "Vectorize landslide mask",
     "landslide_mapper:prepare_sentinel2_stack": "Prepare Sentinel-2 stack",
     "landslide_mapper:export_training_chips": "Export training chips",
     "landslide_mapper:train_model": "Train landslide model",
     "landslide_mapper:evaluate_landslides": "Evaluate landslide map",
+    "landslide_mapper:install_dependencies": "Install Python packages",
 }
 ADVANCED = {
     "landslide_mapper:map_landslides": {
         "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "FILL_HOLES_M2", "BANDS",
-        "PROBABILITY_FORMAT",
+        "PROBABILITY_FORMAT", "RESCALE",
     },
+    "landslide_mapper:map_many": {"WORKERS", "FORCE", "FILL_HOLES_M2"},
     "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2"},
     "landslide_mapper:prepare_sentinel2_stack": {"B10_FILL"},
     "landslide_mapper:export_training_chips": {"BLOCK_SIZE", "SEED", "BANDS"},
     "landslide_mapper:train_model": {"BATCH_SIZE", "LEARNING_RATE", "DEVICE", "THREADS",
                                      "MAX_STEPS"},
     "landslide_mapper:evaluate_landslides": {"PIXEL_SIZE"},
+    "landslide_mapper:install_dependencies": {"RUNTIME", "INDEX_URL", "PYTHON", "REINSTALL"},
 }
 
 
@@ -62,7 +66,7 @@ def test_map_landslides_parameters_and_outputs(provider):
     assert set(params) == {
         "INPUT", "DEM", "MODEL", "MODEL_FILE", "THRESHOLD", "TILE_SIZE", "OVERLAP", "BATCH_SIZE",
         "DEVICE", "MIN_AREA_M2", "SIMPLIFY_M", "FILL_HOLES_M2", "BANDS", "PROBABILITY_FORMAT",
-        "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
+        "RESCALE", "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
     }
     optional = {n for n, p in params.items()
                 if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
@@ -95,5 +99,6 @@ def test_help_lists_the_bundled_models(provider, model, monkeypatch):
     assert "<b>rectangles</b>: Dummy linear model" in text
     model_param = alg.parameterDefinition("MODEL")
     options = model_param.options()  # folders in LANDSLIDE_MAPPER_MODELS come first
-    assert options[0] == "rectangles" and options[-1] == "Custom .onnx file…"
-    assert model_param.defaultValue() == "rectangles"
+    assert options[0].startswith("auto — ") and options[-1] == "Custom .onnx file…"
+    assert options[1] == "rectangles — Dummy linear model (for tests · not for mapping)"
+    assert model_param.defaultValue() == options[0]

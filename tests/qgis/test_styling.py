@@ -38,6 +38,7 @@ def check_probability(renderer):
     assert items[0].color.alpha() == 0, "probability 0 must be transparent"
     top = items[-1].color
     assert top.alpha() == 255 and top.red() > 150 and top.green() < 50, "probability 1 is red"
+    assert renderer.opacity() == 0.5, "the layer is half transparent: image and polygons show"
 
 
 def check_mask(renderer):
@@ -118,6 +119,29 @@ def test_post_processors_style_the_loaded_outputs(provider, scene, model, tmp_pa
         check_probability(layers["OUTPUT_PROBABILITY"].renderer())
         check_mask(layers["OUTPUT_MASK"].renderer())
         check_polygons(layers["OUTPUT_POLYGONS"].renderer())
+
+
+def test_arrange_puts_a_runs_layers_in_order_where_the_topmost_was(qgis_new_project):
+    from landslide_mapper.processing.styling import arrange
+
+    project = QgsProject.instance()
+    layers = {}
+    for name in ("oldest", "mask", "between", "polygons", "probability"):
+        layers[name] = QgsVectorLayer("Polygon?crs=EPSG:32654", name, "memory")
+        project.addMapLayer(layers[name])        # each new layer goes on top
+    root = project.layerTreeRoot()
+
+    def names() -> list[str]:
+        return [n.name() for n in root.children()]
+
+    assert names() == ["probability", "polygons", "between", "mask", "oldest"]
+    root.findLayer(layers["mask"].id()).setItemVisibilityChecked(False)
+    arrange(root, [root.findLayer(layers[k].id()) for k in ("polygons", "probability", "mask")])
+    assert names() == ["polygons", "probability", "mask", "between", "oldest"]
+    assert set(project.mapLayers()) == {layer.id() for layer in layers.values()}, "none removed"
+    assert not root.findLayer(layers["mask"].id()).isVisible(), "the moved node keeps its state"
+    arrange(root, [root.findLayer(layers[k].id()) for k in ("polygons", "probability", "mask")])
+    assert names() == ["polygons", "probability", "mask", "between", "oldest"]
 
 
 def test_plain_processing_run_attaches_no_post_processor(provider, scene, model, out_dir):

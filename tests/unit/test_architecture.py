@@ -26,8 +26,9 @@ CORE_ALLOWED = {
     "inputs": {"raster", "models"},
     "loop": {"raster", "models", "polygons"},
     "mapping": {"raster", "models", "polygons", "inputs"},
+    "batch": {"mapping", "models", "raster"},
 }
-CORE_SHARED = {"contract", "errors"}
+CORE_SHARED = {"contract", "errors", "paths", "georeferencing", "staging"}
 
 
 @dataclass(frozen=True)

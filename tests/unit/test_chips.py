@@ -73,7 +73,7 @@ def test_mask_pixels_georeference_and_manifest(raster: Path, tmp_path: Path):
     manifest = json.loads((tmp_path / "chips/manifest.json").read_text())
     assert manifest["counts"]["train"] == 12 and manifest["tile_size"] == 32
     src = manifest["training_config"]["data"]["sources"]
-    assert src[0]["format"] == "chips" and Path(src[0]["root"]).name == "train"
+    assert src[0]["format"] == "chips" and src[0]["root"] == "train"  # relative to the manifest
     assert [b["name"] for b in manifest["training_config"]["contract"]["bands"]] == \
         ["red", "green", "blue"]
 
@@ -212,3 +212,25 @@ def test_manifest_sources_load_in_training(raster: Path, tmp_path: Path):
     sources = build_sources(load_config(res.training_config))
     assert len(sources.train) == res.train_chips
     assert sum(len(v) for v in sources.val.values()) == res.val_chips
+
+
+def test_a_moved_chip_folder_trains_on_itself(raster: Path, tmp_path: Path):
+    """Copy the chips, delete the original: the training config reads the copy's chips."""
+    pytest.importorskip("torch")
+    import shutil
+
+    from landslide_mapper.core.loop.training_run import build_config
+    from training.config import build_sources, load_config
+
+    polys = write_polygons(tmp_path / "ls.gpkg", [pixel_box(r, r + 8, 8, 16) for r in (8, 40, 72)])
+    res = export_training_chips(raster, polys, tmp_path / "c", tile_size=32,
+                                keep_empty_fraction=1.0, val_fraction=0.34, block_size_tiles=1)
+    copy = tmp_path / "moved" / "c"
+    shutil.copytree(res.out_dir, copy)
+    shutil.rmtree(res.out_dir)
+    cfg, _ = build_config(copy)
+    sources = build_sources(load_config(cfg))
+    files = [p for pairs in [sources.train, *sources.val.values()] for pair in pairs
+             for p in (pair.image, pair.mask)]
+    assert len(sources.train) == res.train_chips and files
+    assert all(Path(f).resolve().is_relative_to(copy.resolve()) for f in files)

@@ -186,7 +186,7 @@ def test_output_is_the_input(env):
     before = raster.read_bytes()
     with pytest.raises(OutputError) as e:
         map_landslides(raster, model, probability_path=raster)
-    assert "input raster itself" in str(e.value)
+    assert "found the same file as the input raster" in str(e.value)
     assert raster.read_bytes() == before
 
 

@@ -130,3 +130,38 @@ def test_training_scores_with_the_same_definitions():
 
     assert metrics.scores is core_metrics.scores
     assert metrics.SegmentationScores is core_metrics.SegmentationScores
+
+
+def test_raster_inputs_scored_in_strips(tmp_path: Path, monkeypatch):
+    """Rasters are read a few rows at a time: counts, polygons and matches do not change."""
+    from affine import Affine
+
+    from landslide_mapper.core.loop import evaluation_scan
+    from tests.support import UTM_ORIGIN
+
+    pred = np.zeros((40, 30), "uint8")
+    pred[5:30, 3:6] = pred[5:30, 10:13] = pred[27:30, 3:13] = 1  # a U, joined on row 27
+    pred[35:38, 20:25] = 1
+    ref = np.zeros((40, 30), "uint8")
+    ref[5:30, 3:13] = ref[35:38, 20:26] = 1
+    ref[0, :] = 255  # unknown: not scored
+    p, r = make_raster(tmp_path / "p.tif", pred), make_raster(tmp_path / "r.tif", ref)
+    t = UTM_ORIGIN
+    r5 = make_raster(tmp_path / "r5.tif", np.kron(ref, np.ones((2, 2), "uint8")),
+                     transform=Affine(t.a / 2, 0, t.c, 0, t.e / 2, t.f))
+    whole = evaluate_landslides(p, r)
+    monkeypatch.setattr(evaluation_scan, "STRIP_PIXELS", 2 * 30)  # two rows a strip
+    res = evaluate_landslides(p, r, out_polygons=tmp_path / "m.gpkg")
+    assert res.as_dict() == whole.as_dict()
+    valid = ref != 255
+    land, truth = (pred == 1) & valid, (ref == 1) & valid
+    expected = [int(np.count_nonzero(a & b & valid)) for a, b in
+                ((land, truth), (land, ~truth), (~land, truth), (~land, ~truth))]
+    assert [res.pixel[k] for k in ("tp", "fp", "fn", "tn")] == expected
+    assert (res.predicted_count, res.reference_count, res.hits) == (2, 2, 2)
+    with fiona.open(tmp_path / "m.gpkg", layer="predicted") as src:
+        rows = sorted((f.properties["area_m2"], round(f.properties["match_iou"], 4)) for f in src)
+    u = int(np.count_nonzero(pred[:30]))
+    assert rows == [(1500.0, round(15 / 18, 4)), (u * 100.0, round(u / 250, 4))]
+    warped = evaluate_landslides(p, r5)  # 5 m reference, read onto the 10 m grid in strips
+    assert warped.pixel == whole.pixel and warped.hits == 2

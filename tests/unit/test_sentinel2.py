@@ -361,7 +361,7 @@ def test_mismatched_crss(fixtures, tmp_path):
     assert any("B03 is in EPSG:32653" in m and "reprojected" in m for m in r.messages)
     # A band file without a CRS cannot be placed: refused, naming it.
     make_raster(folder / "B4.tif", np.ones((60, 60), np.uint16), crs=None)
-    with pytest.raises(InputError, match="B4.tif has no CRS"):
+    with pytest.raises(InputError, match="B4.tif: has no coordinate reference system"):
         prepare_sentinel2_stack(folder, tmp_path / "n.tif", bands=["B02", "B04"])
 
 

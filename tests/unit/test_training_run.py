@@ -18,10 +18,11 @@ from landslide_mapper.core.models.dummy import build_dummy_model
 def chips(tmp_path: Path) -> Path:
     """A chip folder's manifest (the config is built from it alone)."""
     folder = tmp_path / "chips"
-    folder.mkdir()
+    for split in ("train", "val"):
+        (folder / split).mkdir(parents=True)
     snippet = {"data": {"tile_size": 64, "sources": [
-        {"name": "chips_train", "format": "chips", "root": str(folder / "train"), "train": {}},
-        {"name": "chips_val", "format": "chips", "root": str(folder / "val"), "val_only": True}]},
+        {"name": "chips_train", "format": "chips", "root": "train", "train": {}},
+        {"name": "chips_val", "format": "chips", "root": "val", "val_only": True}]},
         "contract": {"pixel_size_m": 10.0, "tile_size": 64, "nodata_value": 0.0, "bands": [
             {"name": n, "scale": 1.0, "offset": 0.0} for n in ("B4", "B3", "B2")]}}
     (folder / "manifest.json").write_text(json.dumps(
@@ -159,3 +160,54 @@ def test_a_model_trained_here_is_fine_tuned_from_its_run(chips: Path, tmp_path: 
     cfg, _ = build_config(chips, base=str(model))
     assert Path(cfg["extends"]) == (run / "train_config.yaml").resolve()
     assert cfg["init_from"]["checkpoint"] == str((run / "best.pt").resolve())
+
+
+def test_a_copied_chip_folder_trains_on_itself(chips: Path, tmp_path: Path):
+    """Manifest roots are relative to the manifest: the copy is read, not the original."""
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(chips, copy)
+    shutil.rmtree(chips)
+    cfg, _ = build_config(copy)
+    roots = [Path(s["root"]) for s in cfg["data"]["sources"]]
+    assert roots == [(copy / "train").resolve(), (copy / "val").resolve()]
+
+
+def test_an_old_manifest_with_absolute_roots(chips: Path, tmp_path: Path):
+    """Earlier manifests stored absolute roots: a copy still reads its own folders; a folder
+    whose chips are gone anywhere is refused, naming what is missing."""
+    import shutil
+
+    manifest = json.loads((chips / "manifest.json").read_text())
+    for src in manifest["training_config"]["data"]["sources"]:
+        src["root"] = str(chips / src["root"])
+    (chips / "manifest.json").write_text(json.dumps(manifest))
+    copy = tmp_path / "copied"
+    shutil.copytree(chips, copy)
+    cfg, _ = build_config(copy)
+    assert Path(cfg["data"]["sources"][0]["root"]) == (copy / "train").resolve()
+    shutil.rmtree(chips)
+    shutil.rmtree(copy / "val")
+    with pytest.raises(InputError, match=r"names the chip folder .*val.* found no such folder"):
+        build_config(copy)
+
+
+def test_a_failed_run_leaves_no_model_and_keeps_its_log(chips: Path, tmp_path: Path, monkeypatch):
+    """A training process that dies before any checkpoint: no model, and the run folder holds
+    the log the message points at (a refusal before the process starts leaves no folder)."""
+    pytest.importorskip("torch")
+    import sys
+
+    from landslide_mapper.core.loop.training_run import train_on_chips
+
+    py = tmp_path / "python"
+    py.write_text('#!/bin/sh\ncase "$*" in *" fit "*) echo "FileNotFoundError: gone"; exit 1 ;; '
+                  f'esac\nexec "{sys.executable}" "$@"\n')
+    py.chmod(0o755)
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", str(py))
+    with pytest.raises(ModelError, match="(?s)exited with code 1.*full log is .*m_run"):
+        train_on_chips(chips, tmp_path / "m.onnx", device="cpu")
+    assert not (tmp_path / "m.onnx").exists()
+    assert "FileNotFoundError: gone" in (tmp_path / "m_run" / "output.log").read_text()
+    assert not list((tmp_path / "m_run").glob("*.pt"))

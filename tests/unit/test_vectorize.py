@@ -19,13 +19,25 @@ from landslide_mapper.core.errors import CancelledError, InputError, OutputError
 from landslide_mapper.core.polygons.vectorize import VectorizeResult, vectorize_mask
 from tests.support import make_raster, shared_data
 
-FIELDS = ["id", "area_m2", "area_ha", "perimeter_m", "prob_mean", "prob_max", "centroid_lon",
+# A GeoPackage keeps ``id`` as its feature id column (fid), not as a second field; other formats
+# carry it as the first field.
+FIELDS = ["area_m2", "area_ha", "perimeter_m", "prob_mean", "prob_max", "centroid_lon",
           "centroid_lat", "model", "pixels"]
+FIELDS_WITH_ID = ["id", *FIELDS]
+# Attributes are rounded to what they mean: m2 to 1, ha to 0.01, m to 0.1, probabilities to
+# 0.001, lon/lat to 1e-6 degrees; comparisons allow half a unit of that rounding.
+PROB_ABS = 5e-4 + 1e-12
+LONLAT_ABS = 5e-7 + 1e-12
 
 
 def read(path: Path) -> list[tuple[object, dict]]:
     with fiona.open(path) as layer:
         return [(shape(f.geometry), dict(f.properties)) for f in layer]
+
+
+def feature_ids(path: Path) -> list[int]:
+    with fiona.open(path) as layer:
+        return [int(f.id) for f in layer]
 
 
 def components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
@@ -66,10 +78,11 @@ def test_3x3_square_at_10m_is_900_m2_and_120_m(tmp_path):
     assert result.count == 1 and result.total_area_m2 == pytest.approx(900.0)
     [(geom, a)] = read(result.polygons_path)
     assert list(a) == FIELDS
-    assert a["id"] == 1 and a["pixels"] == 9 and a["model"] == "unet-l4s"
-    assert a["area_m2"] == pytest.approx(900.0, abs=1e-6)
-    assert a["area_ha"] == pytest.approx(0.09, abs=1e-9)
-    assert a["perimeter_m"] == pytest.approx(120.0, abs=1e-6)
+    assert feature_ids(result.polygons_path) == [1]
+    assert a["pixels"] == 9 and a["model"] == "unet-l4s"
+    assert a["area_m2"] == 900.0
+    assert a["area_ha"] == 0.09
+    assert a["perimeter_m"] == 120.0
     assert a["prob_mean"] is None and a["prob_max"] is None
     assert geom.geom_type == "MultiPolygon" and geom.is_valid
     # Pixel (2..5, 3..6) of a 10 m grid whose origin is (500000, 4000000).
@@ -77,8 +90,9 @@ def test_3x3_square_at_10m_is_900_m2_and_120_m(tmp_path):
     # Centroid, transformed independently.
     t = Transformer.from_crs("EPSG:32654", "EPSG:4326", always_xy=True)
     lon, lat = t.transform([500045.0], [3999965.0])
-    assert a["centroid_lon"] == pytest.approx(lon[0], abs=1e-9)
-    assert a["centroid_lat"] == pytest.approx(lat[0], abs=1e-9)
+    assert a["centroid_lon"] == pytest.approx(lon[0], abs=LONLAT_ABS)
+    assert a["centroid_lat"] == pytest.approx(lat[0], abs=LONLAT_ABS)
+    assert a["centroid_lon"] == round(a["centroid_lon"], 6)
     with fiona.open(result.polygons_path) as layer:
         assert CRS.from_user_input(layer.crs_wkt).to_epsg() == 32654
         assert layer.schema["geometry"] == "MultiPolygon"
@@ -142,10 +156,11 @@ def test_probability_attributes_from_a_probability_raster(tmp_path):
     by_pixels = {a["pixels"]: a for _, a in features}
     first = prob[1:4, 1:4].astype(np.float64)
     second = prob[6:8, 5:9].astype(np.float64)
-    assert by_pixels[9]["prob_mean"] == pytest.approx(np.nanmean(first), rel=1e-6)
-    assert by_pixels[9]["prob_max"] == pytest.approx(np.nanmax(first), rel=1e-6)
-    assert by_pixels[8]["prob_mean"] == pytest.approx(second.mean(), rel=1e-6)
-    assert by_pixels[8]["prob_max"] == pytest.approx(second.max(), rel=1e-6)
+    assert by_pixels[9]["prob_mean"] == pytest.approx(np.nanmean(first), abs=PROB_ABS)
+    assert by_pixels[9]["prob_max"] == pytest.approx(np.nanmax(first), abs=PROB_ABS)
+    assert by_pixels[8]["prob_mean"] == pytest.approx(second.mean(), abs=PROB_ABS)
+    assert by_pixels[8]["prob_max"] == pytest.approx(second.max(), abs=PROB_ABS)
+    assert by_pixels[9]["prob_mean"] == round(by_pixels[9]["prob_mean"], 3)
 
 
 def test_float_probability_input_is_thresholded_and_used_for_attributes(tmp_path):
@@ -155,11 +170,11 @@ def test_float_probability_input_is_thresholded_and_used_for_attributes(tmp_path
     src = make_raster(tmp_path / "prob.tif", prob, nodata=float("nan"))
     [(_, a)] = read(vectorize_mask(src, tmp_path / "o.gpkg", threshold=0.5).polygons_path)
     assert a["pixels"] == 5                       # 0.49 is below, 0.5 is at the threshold
-    assert a["prob_mean"] == pytest.approx(np.mean([0.5, 0.7, 0.9, 0.6, 0.8]), rel=1e-6)
-    assert a["prob_max"] == pytest.approx(0.9, rel=1e-6)
+    assert a["prob_mean"] == 0.7                  # mean of 0.5, 0.7, 0.9, 0.6, 0.8 (float32)
+    assert a["prob_max"] == 0.9
     [(_, b)] = read(vectorize_mask(src, tmp_path / "o2.gpkg", threshold=0.75).polygons_path)
-    assert b["pixels"] == 2 and b["prob_max"] == pytest.approx(0.9, rel=1e-6)   # 0.9 over 0.8
-    assert b["prob_mean"] == pytest.approx(0.85, rel=1e-6)
+    assert b["pixels"] == 2 and b["prob_max"] == 0.9   # 0.9 over 0.8
+    assert b["prob_mean"] == 0.85
 
 
 def test_uint8_scaled_probability_as_input_and_as_attribute_source(tmp_path):
@@ -171,8 +186,8 @@ def test_uint8_scaled_probability_as_input_and_as_attribute_source(tmp_path):
         ds.scales = (1 / 254,)
     [(_, a)] = read(vectorize_mask(src, tmp_path / "o.gpkg").polygons_path)
     assert a["pixels"] == 3
-    assert a["prob_mean"] == pytest.approx((127 + 200 + 254) / 3 / 254, rel=1e-9)
-    assert a["prob_max"] == pytest.approx(1.0, rel=1e-9)
+    assert a["prob_mean"] == round((127 + 200 + 254) / 3 / 254, 3)
+    assert a["prob_max"] == 1.0
     # The same raster as the probability of a separate mask.
     mask = (raw > 0).astype(np.uint8)
     msrc = make_raster(tmp_path / "m.tif", mask)
@@ -263,7 +278,59 @@ def test_min_area_drops_small_polygons(tmp_path):
     areas = sorted(a["area_m2"] for _, a in read(result.polygons_path))
     assert areas == pytest.approx([400.0, 900.0])
     assert result.count == 2 and result.total_area_m2 == pytest.approx(1300.0)
-    assert [a["id"] for _, a in read(result.polygons_path)] == [1, 2]
+    assert feature_ids(result.polygons_path) == [1, 2]
+
+
+@pytest.mark.parametrize("pixel_m", [10.0, 0.5])
+def test_no_minimum_area_given_drops_specks_of_fewer_than_the_default_pixels(tmp_path, pixel_m):
+    from landslide_mapper.core.polygons import DEFAULT_MIN_PIXELS
+
+    assert 2 <= DEFAULT_MIN_PIXELS <= 9, "a speck is a few pixels"
+    mask = np.zeros((12, 12), np.uint8)
+    mask[1, 1] = 1                                          # 1 pixel
+    mask[4, 1:1 + DEFAULT_MIN_PIXELS - 1] = 1               # one pixel short of the default
+    mask[7, 1:1 + DEFAULT_MIN_PIXELS] = 1                   # exactly the default: kept
+    mask[9:12, 6:9] = 1                                     # 9 pixels
+    src = make_raster(tmp_path / "mask.tif", mask, transform=from_origin(500000, 4000000,
+                                                                         pixel_m, pixel_m))
+    specks_off = read(vectorize_mask(src, tmp_path / "d.gpkg", min_area_m2=None).polygons_path)
+    assert sorted(a["pixels"] for _, a in specks_off) == [DEFAULT_MIN_PIXELS, 9]
+    kept_all = read(vectorize_mask(src, tmp_path / "all.gpkg", min_area_m2=0).polygons_path)
+    assert sorted(a["pixels"] for _, a in kept_all) == [1, DEFAULT_MIN_PIXELS - 1,
+                                                          DEFAULT_MIN_PIXELS, 9]
+
+
+def test_attributes_are_rounded_to_what_they_mean(tmp_path):
+    # 0.37 m pixels: areas and perimeters with many decimals before rounding.
+    mask = np.zeros((9, 9), np.uint8)
+    mask[1:8, 2:7] = 1
+    prob = np.full((9, 9), 0.123456, np.float32)
+    prob[1:8, 2:7] = 0.876543
+    transform = from_origin(500000.0, 4000000.0, 0.37, 0.37)
+    src = make_raster(tmp_path / "mask.tif", mask, transform=transform)
+    psrc = make_raster(tmp_path / "prob.tif", prob, transform=transform)
+    [(_, a)] = read(vectorize_mask(src, tmp_path / "o.gpkg", probability_path=psrc).polygons_path)
+    area = 35 * 0.37 * 0.37                                 # 4.7915 m2
+    assert a["area_m2"] == round(area) == 5.0
+    assert a["area_ha"] == round(area / 10_000, 2) == 0.0
+    assert a["perimeter_m"] == round(2 * (7 + 5) * 0.37, 1) == 8.9
+    assert a["prob_mean"] == a["prob_max"] == 0.877
+    for key, places in (("centroid_lon", 6), ("centroid_lat", 6)):
+        assert a[key] == round(a[key], places) and a[key] != round(a[key], places - 1)
+
+
+def test_a_geopackage_has_one_id_column(tmp_path):
+    """``id`` is the GeoPackage's feature id column (QGIS shows one id, not fid and id)."""
+    import sqlite3
+
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1:3, 1:3] = mask[4:6, 4:6] = 1
+    out = vectorize_mask(make_raster(tmp_path / "m.tif", mask), tmp_path / "o.gpkg").polygons_path
+    with sqlite3.connect(out) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(landslides)")]
+        ids = [row[0] for row in db.execute("SELECT id FROM landslides ORDER BY id")]
+    assert columns[0] == "id" and "fid" not in columns and columns.count("id") == 1
+    assert ids == [1, 2]
 
 
 def test_fill_holes_below_the_area_only(tmp_path):
@@ -370,15 +437,15 @@ def test_geographic_areas_are_geodesic(tmp_path):
     projected = shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     assert a["area_m2"] == pytest.approx(projected.area, rel=0.005)
     assert a["perimeter_m"] == pytest.approx(projected.length, rel=0.005)
-    assert a["centroid_lon"] == pytest.approx(c.x, abs=1e-9)
-    assert a["centroid_lat"] == pytest.approx(c.y, abs=1e-9)
+    assert a["centroid_lon"] == pytest.approx(c.x, abs=LONLAT_ABS)
+    assert a["centroid_lat"] == pytest.approx(c.y, abs=LONLAT_ABS)
 
 
 # ---------------------------------------------------------------------------- formats
 
 
 @pytest.mark.parametrize("ext,names", [
-    (".gpkg", FIELDS), (".geojson", FIELDS), (".fgb", FIELDS),
+    (".gpkg", FIELDS), (".geojson", FIELDS_WITH_ID), (".fgb", FIELDS_WITH_ID),
     (".shp", ["id", "area_m2", "area_ha", "perim_m", "prob_mean", "prob_max", "cent_lon",
               "cent_lat", "model", "pixels"]),
 ])
@@ -406,7 +473,8 @@ def test_no_landslide_gives_an_empty_layer_with_the_schema(tmp_path, ext):
     with fiona.open(result.polygons_path) as layer:
         assert list(layer) == []
         if ext != ".geojson":       # GeoJSON stores no field list when there is no feature
-            assert list(layer.schema["properties"])[:3] == ["id", "area_m2", "area_ha"]
+            first = ["area_m2", "area_ha"] if ext == ".gpkg" else ["id", "area_m2"]
+            assert list(layer.schema["properties"])[:2] == first
             assert CRS.from_user_input(layer.crs_wkt).to_epsg() == 32654
 
 

@@ -23,8 +23,7 @@ importable from here as well.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
+import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,9 @@ from typing import Callable
 import rasterio
 
 from ..errors import InputError
-from ..raster.io import check_writable, remove_quietly, temporary_sibling
+from ..georeferencing import check_georeferenced
+from ..paths import check_distinct
+from ..raster.io import check_writable, publish_raster, remove_quietly, temporary_sibling
 from .s2_bands import (
     L4S_BANDS,
     S2_BANDS,
@@ -94,6 +95,13 @@ def prepare_sentinel2_stack(
         raise InputError(f"B10 fill: expected a finite number, found {b10_fill!r}.")
     names = requested_bands(bands)
     info = read_source(source)
+    sources = source if isinstance(source, (list, tuple)) else [source]
+    check_distinct([*(("Sentinel-2 input", s) for s in sources),
+                    *((f"Band {n} file", b.path) for n, b in info.bands.items()),
+                    *((f"{kind} band file", p) for kind, (p, _) in info.terrain.items()),
+                    ("DEM", dem_path), ("Slope raster", slope_path),
+                    ("AOI", aoi if isinstance(aoi, (str, Path)) else None)],
+                   [("Output stack", out)])
     messages = list(info.messages)
     if not names:
         names = [b for b in S2_BANDS if b in info.bands or b == "B10"]
@@ -128,9 +136,7 @@ def prepare_sentinel2_stack(
         ref = reference_grid(ref_ds, label)
         grid, polygon = target_grid(ref, crs, aoi, aoi_crs, label)
         for n, ds in opened.items():
-            if ds.crs is None:
-                raise InputError(f"{label}: band {n} file {info.bands[n].path} has no CRS; "
-                                 "expected georeferenced band files.")
+            check_georeferenced(ds, f"{label}: band {n} file {info.bands[n].path}", "band file")
             check_overlap(grid.crs, grid.bounds, ds, label, f"Band {n} file {info.bands[n].path}")
             if ds.crs != ref.crs:
                 messages.append(f"Band {n} is in {ds.crs}, not {ref.crs}: reprojected onto the "
@@ -139,15 +145,17 @@ def prepare_sentinel2_stack(
             messages.append(
                 f"B10 (cirrus) is not in {label} (Level-2A products have none): filled with the "
                 f"constant {b10_fill:g} wherever {ref_name} is valid.")
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
-            prefix=".terrain-", dir=str(out.parent) or ".")))
+        workdir = temporary_sibling(out.with_suffix(""), "parts")  # swept if the run is killed
+        workdir.mkdir()
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         terrain = _terrain_sources(names, info, dem_path, slope_path, grid, workdir, label,
                                    messages, is_canceled)
         tmp = temporary_sibling(out)
         try:
-            write_stack(tmp, grid, names, info, opened, ref_name, ref_ds, terrain, polygon,
-                        b10_fill, stack, progress, is_canceled)
-            os.replace(tmp, out)
+            with ExitStack() as writing:  # the stack is closed before it is checked and renamed
+                write_stack(tmp, grid, names, info, opened, ref_name, ref_ds, terrain, polygon,
+                            b10_fill, writing, progress, is_canceled)
+            publish_raster(tmp, out, "Output stack")
         finally:
             remove_quietly(tmp)
     px = (abs(grid.transform.a), abs(grid.transform.e))
@@ -200,9 +208,7 @@ def _check_terrain(path, what: str, grid: Grid, label: str) -> None:
     except InputError as exc:
         raise InputError(str(exc).replace("Input raster", what, 1)) from exc
     with ds:
-        if ds.crs is None:
-            raise InputError(f"{what} {path}: has no coordinate reference system (CRS); assign "
-                             "it (Assign projection in QGIS, or gdal_edit.py -a_srs) and retry.")
+        check_georeferenced(ds, f"{what} {path}", "DEM" if what == "DEM" else "raster")
         check_overlap(grid.crs, grid.bounds, ds, label, f"{what} {path}")
 
 

@@ -21,6 +21,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from ..errors import InputError
+from ..georeferencing import check_georeferenced
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,7 @@ class Grid:
 
 
 def reference_grid(ref, label: str) -> Grid:
-    if ref.crs is None:
-        raise InputError(f"{label}: {ref.name} has no CRS; expected georeferenced band files.")
+    check_georeferenced(ref, f"{label}: band file {ref.name}", "band file")
     return Grid(ref.crs, ref.transform, ref.width, ref.height)
 
 

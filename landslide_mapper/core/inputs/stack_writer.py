@@ -22,7 +22,9 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ..errors import CancelledError, OutputError
+from ..errors import CancelledError
+from ..raster.io import reading
+from ..staging import write_failure, writing
 from .s2_bands import describe_band
 from .s2_product import ProductInfo
 from .stack_grid import Grid
@@ -81,7 +83,8 @@ def write_stack(tmp: Path, grid: Grid, names, info: ProductInfo, opened, ref_nam
     try:
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
     except RasterioIOError as exc:
-        raise OutputError(f"Output stack {tmp}: cannot be created ({exc}).") from exc
+        raise write_failure("Output stack", tmp, f"a file that cannot be created ({exc})") \
+            from None
     dst.update_tags(product=info.source, processing_level=info.level,
                     processing_baseline=info.baseline,
                     offset_rule="value = max(raw + offset, 0) * 10000 / QUANTIFICATION_VALUE; "
@@ -118,25 +121,42 @@ def write_stack(tmp: Path, grid: Grid, names, info: ProductInfo, opened, ref_nam
                                    transform=grid.window_transform(win))
         ref_valid = None
         for i, n in enumerate(names, start=1):
-            if n in info.bands:
-                s = info.bands[n]
-                raw = readers[n].read(s.index, window=win, masked=True)
-                valid = ~np.ma.getmaskarray(raw) & (raw.data != 0)
-                value = np.maximum(raw.data.astype(np.float64) + s.offset, 0.0)
-                value *= 10000.0 / s.quantification
-            elif n == "B10":
-                if ref_valid is None:
-                    r = ref_reader.read(info.bands[ref_name].index, window=win, masked=True)
-                    ref_valid = ~np.ma.getmaskarray(r) & (r.data != 0)
-                valid = ref_valid
-                value = np.full((h, w), b10_fill, np.float64)
-            else:
-                reader, index = readers[n]
-                m = reader.read(index, window=win, masked=True)
-                valid = ~np.ma.getmaskarray(m) & np.isfinite(m.data)
-                value = m.data.astype(np.float64)
+            with reading(_band_source(n, info, terrain)):
+                value, valid = _band_block(n, info, readers, ref_reader, ref_name, win, h, w,
+                                           b10_fill, ref_valid)
+            if n == "B10":
+                ref_valid = valid
             if inside is not None:
                 valid = valid & inside
-            dst.write(np.where(valid, value, STACK_NODATA).astype(np.float32), i, window=win)
+            with writing("Output stack", tmp):
+                dst.write(np.where(valid, value, STACK_NODATA).astype(np.float32), i, window=win)
         if progress is not None:
             progress((k + 1) / len(blocks))
+
+
+def _band_source(n: str, info: ProductInfo, terrain) -> str:
+    """How a band's file is named in a read error."""
+    if n in info.bands:
+        return f"Band {n} file {info.bands[n].path}"
+    if n in terrain:
+        return f"{'Slope raster' if n == SLOPE_BAND else 'DEM'} {terrain[n][0]}"
+    return f"Band {n}"
+
+
+def _band_block(n: str, info: ProductInfo, readers, ref_reader, ref_name, win: Window, h: int,
+                w: int, b10_fill: float, ref_valid):
+    """One block of band ``n`` on the grid: values (float64) and validity."""
+    if n in info.bands:
+        s = info.bands[n]
+        raw = readers[n].read(s.index, window=win, masked=True)
+        valid = ~np.ma.getmaskarray(raw) & (raw.data != 0)
+        value = np.maximum(raw.data.astype(np.float64) + s.offset, 0.0)
+        return value * (10000.0 / s.quantification), valid
+    if n == "B10":
+        if ref_valid is None:
+            r = ref_reader.read(info.bands[ref_name].index, window=win, masked=True)
+            ref_valid = ~np.ma.getmaskarray(r) & (r.data != 0)
+        return np.full((h, w), b10_fill, np.float64), ref_valid
+    reader, index = readers[n]
+    m = reader.read(index, window=win, masked=True)
+    return m.data.astype(np.float64), ~np.ma.getmaskarray(m) & np.isfinite(m.data)

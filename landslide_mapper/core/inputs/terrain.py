@@ -38,8 +38,19 @@ from rasterio.windows import Window
 
 from ..contract import BandSpec, ModelContract
 from ..errors import CancelledError, InputError, OutputError
+from ..georeferencing import check_georeferenced
+from ..paths import check_distinct
 from ..raster.bands import band_keys, spec_keys
-from ..raster.io import gdal_env, open_input, remove_quietly, temporary_sibling
+from ..raster.io import (
+    check_written,
+    gdal_env,
+    open_input,
+    publish_raster,
+    reading,
+    remove_quietly,
+    temporary_sibling,
+)
+from ..staging import write_failure, writing
 
 #: Nodata of the slope and warped DEM rasters written here.
 TERRAIN_NODATA = -9999.0
@@ -166,7 +177,8 @@ def _float_output(path: Path, ref, description: str, *, crs=None, transform=None
     try:
         dst = rasterio.open(path, "w", **profile)
     except rasterio.errors.RasterioIOError as exc:
-        raise OutputError(f"Output raster {path}: cannot be created ({exc}).") from exc
+        raise write_failure("Output raster", path, f"a file that cannot be created ({exc})") \
+            from None
     dst.set_band_description(1, description)
     return dst
 
@@ -196,6 +208,7 @@ def compute_slope(
     if not (isinstance(z_factor, (int, float)) and z_factor > 0):
         raise InputError(f"Slope z factor: expected a number > 0, found {z_factor!r}.")
     out = Path(output_path)
+    check_distinct([("DEM", dem_path)], [("Slope raster", out)])
     source = f"DEM {dem_path}"
     tmp = temporary_sibling(out)
     try:
@@ -211,27 +224,23 @@ def compute_slope(
             for k, (r0, c0, h, w) in enumerate(blocks):
                 if is_canceled is not None and is_canceled():
                     raise CancelledError("Cancelled by the user; no slope raster was written.")
-                z = _pad_block(ds, r0, c0, h, w, edges)
+                with reading(source):
+                    z = _pad_block(ds, r0, c0, h, w, edges)
                 dx, dy = metres(r0, h)
                 s = horn_slope(z, dx, dy)
-                dst.write(np.where(np.isnan(s), TERRAIN_NODATA, s).astype(np.float32)[None],
-                          window=Window(c0, r0, w, h))
+                with writing("Slope raster", out):
+                    dst.write(np.where(np.isnan(s), TERRAIN_NODATA, s).astype(np.float32)[None],
+                              window=Window(c0, r0, w, h))
                 if progress is not None:
                     progress((k + 1) / len(blocks))
-        os.replace(tmp, out)
+        publish_raster(tmp, out, "Slope raster")
     finally:
         remove_quietly(tmp)
     return out
 
 
 def _check_dem(ds, source: str) -> None:
-    if ds.crs is None:
-        raise InputError(
-            f"{source}: has no coordinate reference system (CRS). Expected a georeferenced DEM; "
-            "assign its CRS (Assign projection in QGIS, or gdal_edit.py -a_srs) and retry.")
-    if ds.transform == Affine.identity():
-        raise InputError(f"{source}: has no geotransform (found the identity transform). "
-                         "Georeference the DEM first.")
+    check_georeferenced(ds, source, "DEM")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,9 +312,13 @@ def warp_to_grid(src_path, out_path: Path, *, crs, transform: Affine, width: int
             if is_canceled is not None and is_canceled():
                 raise CancelledError("Cancelled by the user; no output was written.")
             win = Window(c0, r0, w, h)
-            dst.write(vrt.read(1, window=win), 1, window=win)
+            with reading(f"Raster {src_path}"):
+                values = vrt.read(1, window=win)
+            with writing(f"Temporary {description} raster", out_path):
+                dst.write(values, 1, window=win)
             if progress is not None:
                 progress((k + 1) / len(blocks))
+    check_written(out_path, out_path, f"Temporary {description} raster")
     return out_path
 
 
@@ -325,10 +338,7 @@ def augment_with_terrain(input_path, dem_path, contract, workdir, slope_path=Non
     source = f"Input raster {input_path}"
     specs = _as_specs(contract)
     with open_input(input_path) as ds:
-        if ds.crs is None:
-            raise InputError(
-                f"{source}: has no coordinate reference system (CRS), so the DEM cannot be "
-                "aligned to it. Assign its CRS and retry.")
+        check_georeferenced(ds, source)  # the DEM is aligned to its grid
         present = {terrain_kind(d or "") for d in ds.descriptions} - {None}
         missing: list[str] = []
         for spec in specs:

@@ -16,7 +16,9 @@ that overlaps any validation block's pixels is dropped, so no ground is in both 
 
 Chips are written to a temporary folder beside ``out_dir`` and renamed when complete; a failed or
 cancelled export leaves nothing behind. ``manifest.json`` holds the counts and a training-config
-snippet (``format: chips`` sources) that ``landslide-train`` reads directly.
+snippet (``format: chips`` sources) that ``landslide-train`` reads directly. Its chip folders are
+relative to the manifest's folder (``train``, ``val``), so a copied or moved chip folder trains on
+its own chips.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,11 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from ..errors import CancelledError, InputError, OutputError
-from ..raster.io import check_georeferenced, open_input, pixel_size_m
+from .. import staging
+from ..contract import DTYPES
+from ..errors import CancelledError, InputError, OutputError, reading
+from ..paths import Place, check_distinct
+from ..raster.io import check_georeferenced, check_written, open_input, pixel_size_m
 from .annotations import PolygonLayer, area_geometry, polygonal_part, read_polygon_layer
 from .chip_grid import ChipGrid, choose_val_blocks, tile_starts
 
@@ -48,7 +52,7 @@ Extent = tuple[float, float, float, float]
 
 __all__ = [
     "BACKGROUND", "LANDSLIDE", "UNKNOWN", "ChipExportResult", "Extent", "PolygonLayer",
-    "area_geometry", "choose_val_blocks", "export_training_chips", "read_polygon_layer",
+    "area_geometry", "chip_sources", "choose_val_blocks", "export_training_chips", "read_polygon_layer",
     "tile_starts",
 ]
 
@@ -73,7 +77,36 @@ class ChipExportResult:
 
     @property
     def training_config(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))["training_config"]
+        """The manifest's training-config snippet, its chip folders resolved (absolute)."""
+        manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return chip_sources(manifest["training_config"], self.out_dir, [])
+
+
+def chip_sources(snippet: dict[str, Any], chips_dir: Path, messages: list[str]) -> dict[str, Any]:
+    """``snippet`` (a manifest's training config) with its chip folders as absolute paths.
+
+    A relative root is taken from the manifest's folder ``chips_dir``. Manifests of earlier
+    versions stored absolute roots: the folder of that name inside ``chips_dir`` is used when it
+    exists (a copied chip folder trains on its own chips), else the stored folder when it still
+    exists (with a note); otherwise the chip folder is refused, naming what is missing.
+    """
+    sources = []
+    for src in snippet["data"]["sources"]:
+        stored = Path(str(src["root"]))
+        root = stored if stored.is_absolute() else chips_dir / stored
+        if stored.is_absolute() and (chips_dir / stored.name).is_dir():
+            root = chips_dir / stored.name
+        elif stored.is_absolute() and root.is_dir():
+            messages.append(f"Chip folder {chips_dir}: its manifest points at {stored} for "
+                            f"{src.get('name')}, outside the folder; training reads it from there.")
+        if not root.is_dir():
+            raise InputError(
+                f"Chip folder {chips_dir}: its manifest.json names the chip folder "
+                f"{src['root']!r} ({src.get('name')}), expected at {root}, found no such folder. "
+                "Give the complete chip folder (manifest.json with its train/ and val/ folders) "
+                "or export the chips again.")
+        sources.append(dict(src, root=str(root.resolve())))
+    return dict(snippet, data=dict(snippet["data"], sources=sources))
 
 
 @dataclass
@@ -186,6 +219,9 @@ def export_training_chips(
     settings = _Settings(tile_size, overlap, keep_empty_fraction, val_fraction, block_size_tiles,
                          seed)
     settings.check()
+    check_distinct([("Input raster", raster_path), ("Landslide polygons", polygons_path),
+                    ("Checked area", checked_area if isinstance(checked_area, (str, os.PathLike))
+                     else None)], [Place("Chip folder", out_dir, folder=True)])
     _check_out_dir(out_dir)
     progress = progress or (lambda f: None)
     is_canceled = is_canceled or (lambda: False)
@@ -197,18 +233,18 @@ def export_training_chips(
         labels = _read_labels(ds, polygons_path, checked_area, messages)
         grid = ChipGrid.plan(ds.height, ds.width, tile_size, overlap, block_size_tiles,
                               val_fraction, seed)
-        tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+        tmp = staging.temporary_sibling(out_dir)
         try:
             tally = _write_chips(ds, band_idx, labels, grid, settings, tmp, progress, is_canceled)
             _check_tally(tally, grid, settings, raster_path, messages)
-            manifest = _manifest(ds, band_idx, labels, grid, settings, tally, messages, out_dir,
+            manifest = _manifest(ds, band_idx, labels, grid, settings, tally, messages,
                                  raster_path, polygons_path, checked_area)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            staging.write_text(tmp / "manifest.json", json.dumps(manifest, indent=1), "Manifest")
             if is_canceled():
                 raise CancelledError("Chip export cancelled; nothing was written.")
             if out_dir.exists():
                 out_dir.rmdir()  # empty (checked above)
-            os.replace(tmp, out_dir)
+            staging.publish(tmp, out_dir, "Chip folder")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -325,7 +361,7 @@ def _chip_dtype(ds, band_idx: list[int]) -> str:
 
 
 def _manifest(ds, band_idx: list[int], labels: _Labels, grid: ChipGrid, settings: _Settings,
-              tally: _Tally, messages: list[str], out_dir: Path, raster_path: Any,
+              tally: _Tally, messages: list[str], raster_path: Any,
               polygons_path: Any, checked_area: Any) -> dict[str, Any]:
     """``manifest.json``: where the chips come from, how they were cut, counts, training config."""
     nodata = ds.nodata
@@ -364,22 +400,29 @@ def _manifest(ds, band_idx: list[int], labels: _Labels, grid: ChipGrid, settings
                              "dropped": layer.dropped,
                              "reprojected_from": layer.reprojected_from},
         "messages": messages,
-        "training_config": _training_config(out_dir, settings.tile_size, tally.chips["val"] > 0,
-                                            px_m, nodata, band_idx, descriptions),
+        "training_config": _training_config(settings.tile_size, tally.chips["val"] > 0,
+                                            px_m, nodata, band_idx, descriptions,
+                                            _chip_dtype(ds, band_idx)),
     }
 
 
-def _training_config(out_dir: Path, tile_size: int, has_val: bool, px_m: tuple[float, float],
-                     nodata: Any, band_idx: list[int],
-                     descriptions: list[str | None]) -> dict[str, Any]:
-    """The training-config snippet ``landslide-train`` reads: chip sources and the contract."""
+def _training_config(tile_size: int, has_val: bool, px_m: tuple[float, float],
+                     nodata: Any, band_idx: list[int], descriptions: list[str | None],
+                     dtype: str) -> dict[str, Any]:
+    """The training-config snippet ``landslide-train`` reads: chip sources and the contract.
+
+    The contract states the chips' data type, and for 8-bit chips their value range (0..255),
+    so a model trained on them refuses input far off it.
+    """
+    raw: dict[str, Any] = {"dtype": dtype} if dtype in DTYPES else {}
+    if dtype == "uint8":
+        raw["value_range"] = [0, 255]
     band_names = [d or f"band{i}" for d, i in zip(descriptions, band_idx)]
+    # Roots relative to the manifest's folder: a copied or moved chip folder trains on itself.
     sources: list[dict[str, Any]] = [
-        {"name": "chips_train", "format": "chips", "root": str((out_dir / "train").resolve()),
-         "train": {}}]
+        {"name": "chips_train", "format": "chips", "root": "train", "train": {}}]
     if has_val:
-        sources.append({"name": "chips_val", "format": "chips",
-                        "root": str((out_dir / "val").resolve()), "val_only": True})
+        sources.append({"name": "chips_val", "format": "chips", "root": "val", "val_only": True})
     return {
         "data": {"tile_size": tile_size, "sources": sources},
         "contract": {
@@ -388,7 +431,7 @@ def _training_config(out_dir: Path, tile_size: int, has_val: bool, px_m: tuple[f
             "nodata_value": float(nodata) if nodata is not None and
             np.isfinite(nodata) else 0.0,
             "bands": [{"name": n, "description": f"raster band {i} of the chips' "
-                       "source raster, raw values", "scale": 1.0, "offset": 0.0}
+                       "source raster, raw values", "scale": 1.0, "offset": 0.0, **raw}
                       for n, i in zip(band_names, band_idx)],
         },
     }
@@ -412,11 +455,11 @@ def _chip_mask(ds, window: Window, wt: Any, tile: int, band_idx: list[int], tree
     # Beyond the raster's edge and raster nodata/NaN are unknown. Boundless reads (slower) only
     # for the chips that reach past the edge.
     edge = (window.row_off + tile > ds.height) or (window.col_off + tile > ds.width)
-    valid = ds.read_masks(band_idx[0], window=window, boundless=edge) > 0
-    for b in band_idx[1:]:
-        valid &= ds.read_masks(b, window=window, boundless=edge) > 0
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), reading(f"Input raster {ds.name}"):
         warnings.simplefilter("ignore")
+        valid = ds.read_masks(band_idx[0], window=window, boundless=edge) > 0
+        for b in band_idx[1:]:
+            valid &= ds.read_masks(b, window=window, boundless=edge) > 0
         data = ds.read(band_idx, window=window, boundless=edge,
                        fill_value=ds.nodata if ds.nodata is not None else 0)
     if np.issubdtype(data.dtype, np.floating):
@@ -445,3 +488,4 @@ def _write_chip(path: Path, data: np.ndarray, crs: Any, transform: Any, dtype: s
         for i, d in enumerate(descriptions, start=1):
             if d:
                 dst.set_band_description(i, d)
+    check_written(path, staging.published_path(path), "Training chip")

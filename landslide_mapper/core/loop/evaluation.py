@@ -16,19 +16,19 @@ polygons *misses*. Object precision = hits / predicted, recall = hits / referenc
 
 Inputs are polygon files or rasters (a 0/1 mask or a probability raster, cut at ``threshold``).
 The pixel grid is the predicted raster's, else the reference raster's, else (both polygons) the
-reference's extent at ``pixel_size`` (CRS units). A raster on another grid is reprojected onto it
+polygons' extent at ``pixel_size`` (metres, converted to the CRS's units; a grid over
+:data:`MAX_GRID_PIXELS` pixels is refused, so far-apart inputs cannot exhaust memory). A raster on another grid is reprojected onto it
 (nearest neighbour). Nodata pixels, and 255 in a uint8 raster without nodata (the chips'
-"unknown"), are not scored.
+"unknown"), are not scored. The grid is read and counted in strips of rows
+(:mod:`.evaluation_scan`): no full-size array is held, whatever the rasters' size.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
-import uuid
-import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,16 +37,22 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from rasterio.features import rasterize, shapes
 
-from ..errors import CancelledError, InputError, OutputError
+from ..errors import CancelledError, InputError
 from ..raster.io import check_georeferenced, open_input
 from .annotations import area_geometry, read_polygon_layer
+from .evaluation_outputs import Targets, check_outputs, write_layers, write_report
+from .evaluation_scan import Grid as _Grid
+from .evaluation_scan import PolygonStrips, RasterStrips, scan
 from .metrics import scores
 
 VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite"}
 PIXEL_KEYS = ("precision", "recall", "f1", "accuracy", "iou_dataset", "iou_per_image")
 MAX_AUTO_PIXELS = 4000
+#: A polygon grid (both inputs polygons) is refused above this many pixels (about 0.4 GB).
+MAX_GRID_PIXELS = 25_000_000
+#: ... and below this many pixels along its longer side (a pixel size near the extent).
+MIN_GRID_PIXELS = 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,85 +116,49 @@ def match_polygons(predicted: Sequence[Any], reference: Sequence[Any],
 # Inputs
 
 
-@dataclass
-class _Grid:
-    crs: Any
-    transform: Affine
-    width: int
-    height: int
-
-
 def is_vector(path: str | os.PathLike[str]) -> bool:
     """A polygon file (by extension, or a ``path|layername=`` source) rather than a raster."""
     text = str(path)
     return "|layername=" in text or Path(text.split("|", 1)[0]).suffix.lower() in VECTOR_SUFFIXES
 
 
+def _open_raster(path: Any, what: str):
+    return open_input(path, what, expected=f"a polygon file ({', '.join(sorted(VECTOR_SUFFIXES))}"
+                      ") or a mask/probability raster")
+
+
 def _raster_grid(path: Any, what: str) -> _Grid:
-    with open_input(path) as ds:
+    with _open_raster(path, what) as ds:
         check_georeferenced(ds, f"{what} {path}")
         return _Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 
-def _read_raster_on(path: Any, grid: _Grid, threshold: float, what: str
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(landslide, valid) boolean arrays of a mask/probability raster on ``grid``."""
-    from rasterio.warp import Resampling, reproject
-
-    with open_input(path) as ds:
-        check_georeferenced(ds, f"{what} {path}")
-        same = (ds.crs == grid.crs and ds.transform.almost_equals(grid.transform)
-                and ds.width == grid.width and ds.height == grid.height)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if same:
-                data = ds.read(1).astype("float64")
-                valid = ds.read_masks(1) > 0
-            else:
-                data = np.full((grid.height, grid.width), np.nan)
-                reproject(ds.read(1).astype("float64"), data, src_transform=ds.transform,
-                          src_crs=ds.crs, dst_transform=grid.transform, dst_crs=grid.crs,
-                          src_nodata=ds.nodata, dst_nodata=np.nan,
-                          resampling=Resampling.nearest)
-                valid = np.isfinite(data)
-        scale = ds.scales[0] if ds.scales else 1.0
-        offset = ds.offsets[0] if ds.offsets else 0.0
-        if ds.nodata is None and ds.dtypes[0] == "uint8":
-            valid &= data != 255
-        valid &= np.isfinite(data)
-    values = data * (scale or 1.0) + (offset or 0.0)
-    with np.errstate(invalid="ignore"):
-        return np.nan_to_num(values, nan=0.0) >= threshold, valid
-
-
 @dataclass
 class _Side:
-    """One input on the grid: landslide pixels, valid pixels and its polygons (grid CRS)."""
+    """One input: its polygons (grid CRS, clipped to the area) and their ids."""
 
-    land: np.ndarray
-    valid: np.ndarray
     polygons: list[Any]
     ids: list[int]
     messages: list[str] = field(default_factory=list)
 
 
-def _load(path: Any, grid: _Grid, threshold: float, what: str, clip: Any) -> _Side:
-    shape = (grid.height, grid.width)
+def _strips(path: Any, grid: _Grid, threshold: float, what: str, stack: ExitStack
+            ) -> tuple[Any, list[int] | None, list[str]]:
+    """How to read one input on the grid strip by strip; its feature ids (None for a raster)."""
     if is_vector(path):
         layer = read_polygon_layer(path, grid.crs, what=what)
-        geoms = layer.geometries
-        land = (rasterize([(g, 1) for g in geoms], out_shape=shape, transform=grid.transform,
-                          fill=0, dtype="uint8").astype(bool) if geoms else np.zeros(shape, bool))
-        polys, ids = geoms, layer.ids
-        messages = layer.messages
-    else:
-        land, valid = _read_raster_on(path, grid, threshold, what)
-        polys = [shapely.geometry.shape(g) for g, v in
-                 shapes(land.astype("uint8"), mask=land & valid, transform=grid.transform) if v]
-        ids = list(range(1, len(polys) + 1))
-        messages = []
-        return _Side(land & valid, valid, *_clip(polys, ids, clip), messages)
-    return _Side(land, np.ones(shape, bool), *_clip(polys, ids, clip), messages)
+        return PolygonStrips(layer.geometries), list(layer.ids), list(layer.messages)
+    ds = stack.enter_context(_open_raster(path, f"{what} raster"))
+    check_georeferenced(ds, f"{what} raster {path}")
+    strips = RasterStrips(ds, grid, threshold, f"{what} raster {path}")
+    stack.callback(strips.close)
+    return strips, None, []
+
+
+def _side(strips: Any, ids: list[int] | None, messages: list[str], clip: Any) -> _Side:
+    polys = strips.polygons if ids is None else list(strips.geoms)
+    ids = list(range(1, len(polys) + 1)) if ids is None else ids
+    return _Side(*_clip(polys, ids, clip), messages)
 
 
 def _clip(polys: list[Any], ids: list[int], clip: Any) -> tuple[list[Any], list[int]]:
@@ -304,6 +274,7 @@ def evaluate_landslides(
     report_path: str | os.PathLike[str] | None = None,
     out_reference: str | os.PathLike[str] | None = None,
     pixel_size: float | None = None,
+    layer_name: str | None = None,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
 ) -> EvaluationResult:
@@ -311,23 +282,18 @@ def evaluate_landslides(
 
     ``out_polygons``: predicted polygons with ``match_id``, ``match_iou``, ``status``
     (hit/false_alarm); the reference polygons (status hit/miss) go to ``out_reference``, or,
-    when that is not given, to a ``reference`` layer of an ``out_polygons`` GeoPackage.
-    ``report_path``: ``.html`` or markdown (and the numbers as ``.json`` beside it).
+    when that is not given, to a ``reference`` layer of an ``out_polygons`` GeoPackage (layers
+    ``layer_name`` and ``layer_name_reference`` when named; the file's other layers are kept).
+    ``report_path``: ``.html`` or markdown (and the numbers as ``.json`` beside it). No output
+    may be an input or another output (:mod:`.evaluation_outputs`).
     """
     progress = progress or (lambda f: None)
     is_canceled = is_canceled or (lambda: False)
     if not 0 < iou_threshold <= 1:
         raise InputError(f"IoU threshold: expected a value in (0, 1], found {iou_threshold}.")
-    for out in (out_polygons, out_reference):
-        if out is not None:
-            from ..polygons.vector_io import check_writable
-
-            check_writable(out)
-    if report_path is not None:
-        rp = Path(report_path)
-        if not rp.parent.is_dir():
-            raise OutputError(f"Report {rp}: the folder {rp.parent} does not exist. Create it or "
-                              "choose another path.")
+    targets = check_outputs(predicted, reference, area, out_polygons=out_polygons,
+                            out_reference=out_reference, report_path=report_path,
+                            layer_name=layer_name)
     messages: list[str] = []
     if not is_vector(predicted):
         grid = _raster_grid(predicted, "Predicted raster")
@@ -340,23 +306,18 @@ def evaluate_landslides(
         clip, area_msgs = area_geometry(area, grid.crs, what="Evaluation area")
         messages += area_msgs
     progress(0.1)
-    pred = _load(predicted, grid, threshold, "Predicted", clip)
-    if is_canceled():
-        raise CancelledError("Evaluation cancelled; nothing was written.")
-    progress(0.3)
-    ref = _load(reference, grid, threshold, "Reference", clip)
+    with ExitStack() as stack:
+        pred_in = _strips(predicted, grid, threshold, "Predicted", stack)
+        ref_in = _strips(reference, grid, threshold, "Reference", stack)
+        counts = scan(grid, pred_in[0], ref_in[0], clip, progress, is_canceled)
+    pred, ref = _side(*pred_in, clip), _side(*ref_in, clip)
     messages += pred.messages + ref.messages
-    progress(0.5)
-    valid = pred.valid & ref.valid
-    if clip is not None:
-        valid &= rasterize([(clip, 1)], out_shape=valid.shape, transform=grid.transform, fill=0,
-                           dtype="uint8").astype(bool)
-    if not valid.any():
+    if not counts.tp + counts.fp + counts.fn + counts.tn:
         raise InputError(
             f"Evaluation of {predicted} against {reference}: no pixel is scored (the inputs and "
             "the area do not overlap, or every pixel is nodata). Check the area, the CRSs and "
             "the extents.")
-    pixel = pixel_scores(pred.land, ref.land, valid)
+    pixel = counts.summary()
     if is_canceled():
         raise CancelledError("Evaluation cancelled; nothing was written.")
     progress(0.7)
@@ -370,25 +331,16 @@ def evaluate_landslides(
               "width": grid.width, "height": grid.height,
               "pixel_size": [abs(grid.transform.a), abs(grid.transform.e)]},
         messages=messages)
-    if out_polygons is not None:
-        both = Path(out_polygons).suffix.lower() == ".gpkg" and out_reference is None
-        _write_matches(Path(out_polygons), grid.crs, pred, ref, match,
-                       with_reference_layer=both)
-        result.polygons_path = Path(out_polygons)
-    if out_reference is not None:
-        _write_layer(Path(out_reference), grid.crs, [
-            ("reference", _features(ref, match.ref_match, match.ref_iou, pred.ids, "miss"))])
-        result.reference_polygons_path = Path(out_reference)
-    if report_path is not None:
-        rp = Path(report_path)
-        text = result.html() if rp.suffix.lower() in (".html", ".htm") else result.markdown()
-        tmp = rp.with_name(f".{rp.name}.partial-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, rp)
-        json_path = rp.with_suffix(".json")
-        if json_path != rp:
-            json_path.write_text(json.dumps(result.as_dict(), indent=1), encoding="utf-8")
-        result.report_path = rp
+    if targets.polygons is not None:
+        _write_matches(targets, grid.crs, pred, ref, match)
+        result.polygons_path = targets.polygons[0]
+    if targets.reference is not None:
+        write_layers(targets.reference[0], grid.crs, [(targets.reference[1], _features(
+            ref, match.ref_match, match.ref_iou, pred.ids, "miss"))], "Reference polygons output")
+        result.reference_polygons_path = targets.reference[0]
+    if targets.report is not None:
+        write_report(targets, result)
+        result.report_path = targets.report
     progress(1.0)
     return result
 
@@ -408,13 +360,55 @@ def _polygon_grid(reference: Any, predicted: Any, area: Any, pixel_size: float |
         raise InputError(f"Reference polygons {reference}: holds no polygons and no area is "
                          "given; there is nothing to evaluate. Give the evaluation area.")
     x0, y0, x1, y1 = shapely.union_all(extent_geoms).bounds
-    if pixel_size is None or pixel_size <= 0:
-        pixel_size = max(x1 - x0, y1 - y0) / MAX_AUTO_PIXELS
-        messages.append(f"Both inputs are polygons: rasterized at {pixel_size:.6g} CRS units a "
-                        "pixel (give a pixel size to choose it).")
-    width = max(1, math.ceil((x1 - x0) / pixel_size))
-    height = max(1, math.ceil((y1 - y0) / pixel_size))
-    return _Grid(crs, Affine(pixel_size, 0, x0, 0, -pixel_size, y1), width, height)
+    if pixel_size is None:
+        px = py = max(x1 - x0, y1 - y0) / MAX_AUTO_PIXELS
+        messages.append(f"Both inputs are polygons: rasterized at {px:.6g} CRS units a "
+                        "pixel (give a pixel size in metres to choose it).")
+    else:
+        px, py = _pixel_in_crs(crs, pixel_size, (y0 + y1) / 2)
+    width = max(1, math.ceil((x1 - x0) / px))
+    height = max(1, math.ceil((y1 - y0) / py))
+    if pixel_size is not None:
+        _check_grid(width, height, pixel_size, ref_layer.geometries, area, predicted, crs)
+    return _Grid(crs, Affine(px, 0, x0, 0, -py, y1), width, height)
+
+
+def _pixel_in_crs(crs: Any, metres: float, latitude: float) -> tuple[float, float]:
+    """A pixel size in metres as (x, y) CRS units; in a geographic CRS, at ``latitude``."""
+    from ..polygons.geometry import GroundMeasure
+
+    if not (isinstance(metres, (int, float)) and math.isfinite(metres) and metres > 0):
+        raise InputError(f"Pixel size: expected a number of metres > 0, found {metres!r}.")
+    measure = GroundMeasure.from_crs(crs, source="Reference polygons")
+    if not measure.geodesic:
+        return metres / measure.unit_m, metres / measure.unit_m
+    lat = min(max(latitude, -89.0), 89.0)
+    m_lat = measure.geod.inv(0.0, lat - 0.5, 0.0, lat + 0.5)[2]
+    m_lon = max(measure.geod.inv(-0.5, lat, 0.5, lat)[2], 1e-3)
+    return metres / m_lon / measure.unit_m, metres / m_lat / measure.unit_m
+
+
+def _check_grid(width: int, height: int, metres: float, reference: list[Any], area: Any,
+                predicted: Any, crs: Any) -> None:
+    """Refuse a polygon grid too large for memory, or so coarse it is one or two pixels."""
+    if width * height > MAX_GRID_PIXELS:
+        apart = ""
+        if area is None and reference:
+            pred = read_polygon_layer(predicted, crs, what="Predicted polygons").geometries
+            ref_box = shapely.box(*shapely.union_all(reference).bounds)
+            if pred and not ref_box.intersects(shapely.box(*shapely.union_all(pred).bounds)):
+                apart = (" The predicted and reference polygons do not overlap at all: check "
+                         "that both are the same place (their CRSs and extents).")
+        side = metres * math.sqrt(width * height / MAX_GRID_PIXELS)
+        raise InputError(
+            f"Pixel size {metres:g} m: the polygons' extent would make a grid of {width} x "
+            f"{height} pixels, expected at most {MAX_GRID_PIXELS:,} (memory). Give a pixel size "
+            f"of at least {side:.3g} m, or an evaluation area around the mapped region.{apart}")
+    if max(width, height) < MIN_GRID_PIXELS:
+        raise InputError(
+            f"Pixel size {metres:g} m: expected a pixel size well below the polygons' extent, "
+            f"found a grid of only {width} x {height} pixels. Give a smaller pixel size (in "
+            "metres) or none to pick one.")
 
 
 def _layer_crs(path: Any) -> Any:
@@ -431,7 +425,12 @@ def ref_layer_crs_wkt(path: Any) -> str:
         text, layer = text.split("|layername=", 1)
     if not Path(text).exists():
         raise InputError(f"Reference polygons {text}: file not found.")
-    with (fiona.open(text, layer=layer) if layer else fiona.open(text)) as src:
+    try:
+        src = fiona.open(text, layer=layer) if layer else fiona.open(text)
+    except Exception as exc:  # fiona raises several unrelated types
+        raise InputError(f"Reference polygons {text}: expected a polygon file OGR can read, "
+                         f"found a file it cannot open ({exc}).") from None
+    with src:
         if not src.crs_wkt:
             raise InputError(f"Reference polygons {text}: has no CRS; assign one (e.g. 'Assign "
                              "projection' in QGIS) and retry.")
@@ -445,49 +444,10 @@ def _features(side: _Side, matches: list[int], ious: list[float], other_ids: lis
             for k, (g, m, v) in enumerate(zip(side.polygons, matches, ious))]
 
 
-def _write_matches(path: Path, crs: Any, pred: _Side, ref: _Side, match: Match, *,
-                   with_reference_layer: bool) -> None:
-    layers = [("predicted", _features(pred, match.pred_match, match.pred_iou, ref.ids,
-                                      "false_alarm"))]
-    if with_reference_layer:
-        layers.append(("reference", _features(ref, match.ref_match, match.ref_iou, pred.ids,
-                                              "miss")))
-    _write_layer(path, crs, layers)
-
-
-def _write_layer(path: Path, crs: Any, layers: list[tuple[str, list[tuple[Any, dict]]]]) -> None:
-    """Write one or more layers under a temporary name, renamed when complete."""
-    import fiona
-
-    from ..polygons.geometry import GroundMeasure
-    from ..polygons.vector_io import _multipolygon_dicts, driver_for
-
-    driver = driver_for(path)
-    measure = GroundMeasure.from_crs(crs, source="evaluation grid")
-    schema = {"geometry": "MultiPolygon",
-              "properties": {"id": "int", "status": "str:16", "match_id": "int",
-                             "match_iou": "float", "area_m2": "float"}}
-    tmp = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
-    crs_wkt = crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
-    try:
-        for name, features in layers:
-            kwargs = {"layer": name} if driver == "GPKG" else {}
-            geoms = [g for g, _ in features]
-            areas = measure.area(geoms) if geoms else []
-            with fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=crs_wkt,
-                            **kwargs) as dst:
-                dst.writerecords([
-                    {"geometry": gd, "properties": dict(attrs, area_m2=float(a))}
-                    for gd, (_, attrs), a in zip(_multipolygon_dicts(geoms), features, areas)])
-        if driver == "ESRI Shapefile":
-            for part in tmp.parent.glob(f"{tmp.stem}.*"):
-                os.replace(part, path.with_suffix(part.suffix))
-        else:
-            os.replace(tmp, path)
-    except Exception as exc:
-        for part in tmp.parent.glob(f"{tmp.stem}*"):
-            part.unlink(missing_ok=True)
-        if isinstance(exc, (OutputError, InputError)):
-            raise
-        raise OutputError(f"Evaluation polygons {path}: cannot be written ({exc}). Check the "
-                          "folder and the disk space.") from exc
+def _write_matches(targets: Targets, crs: Any, pred: _Side, ref: _Side, match: Match) -> None:
+    path, layer = targets.polygons
+    layers = [(layer, _features(pred, match.pred_match, match.pred_iou, ref.ids, "false_alarm"))]
+    if targets.reference_layer:
+        layers.append((targets.reference_layer, _features(ref, match.ref_match, match.ref_iou,
+                                                          pred.ids, "miss")))
+    write_layers(path, crs, layers)

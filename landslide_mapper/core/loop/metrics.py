@@ -50,6 +50,10 @@ class SegmentationScores:
         fp = int(np.count_nonzero(pred & ~truth & valid))
         fn = int(np.count_nonzero(~pred & truth & valid))
         tn = int(np.count_nonzero(~pred & ~truth & valid))
+        self.add_image(tp, fp, fn, tn)
+
+    def add_image(self, tp: int, fp: int, fn: int, tn: int) -> None:
+        """Add one image by its confusion counts (e.g. summed over its strips)."""
         self.tp, self.fp, self.fn, self.tn = self.tp + tp, self.fp + fp, self.fn + fn, self.tn + tn
         if tp + fp + fn == 0:
             self.images_empty_both += 1

@@ -3,7 +3,9 @@
 Torch never loads into the calling process (QGIS stays responsive and light): a config is
 written beside the run, ``python -m training.cli fit`` trains, ``python -m training.cli export``
 writes the ONNX model with its contract and held-out scores. The interpreter is
-``$LANDSLIDE_MAPPER_PYTHON``, else the project's ``.venv/bin/python`` beside the package, else
+``$LANDSLIDE_MAPPER_PYTHON``, else the project's ``.venv/bin/python`` beside the package, else the
+training environment the QGIS plugin's installer makes in the profile
+(``<profile>/python/landslide_mapper_training/venv``, see :func:`training_env_python`), else
 ``python3``; it must have torch and segmentation-models-pytorch.
 
 Fine-tuning a bundled model: the bundled ``.onnx`` files carry no torch weights, so "fine-tuning"
@@ -13,7 +15,8 @@ from scratch. With a checkpoint, the network sees the same normalised inputs as 
 hold raw raster values, so the model's ``scale``/``offset`` are folded into the mean/std.
 
 The ``.onnx`` appears only when export finished (written under a hidden name, then renamed); a
-cancelled or failed run leaves no model, only its run folder (log and checkpoints).
+cancelled or failed run leaves no model, only its run folder when it saved a checkpoint (the
+folder of a run that failed before any checkpoint, holding only its config and log, is removed).
 """
 
 from __future__ import annotations
@@ -27,18 +30,22 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import staging
 from ..errors import CancelledError, InputError, ModelError, OutputError
 from ..models.registry import resolve_model
+from ..paths import check_distinct
+from .chips import chip_sources
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # the landslide_mapper package
 REPO = _PACKAGE.parent
-CONFIG_DIR = REPO / "training" / "configs"
+# The training module: beside the package in a checkout, inside it in the installed plugin.
+CONFIG_DIR = next((d / "training" / "configs" for d in (REPO, _PACKAGE)
+                   if (d / "training" / "configs").is_dir()), REPO / "training" / "configs")
 _EPOCH_LINE = re.compile(r"^epoch (\d+) \|")
 _TAIL = 30
 
@@ -52,20 +59,37 @@ _PROBE = (
 )
 
 
+TRAINING_ENV = "landslide_mapper_training"
+
+
+def training_env_python(python_dir: Path | None = None) -> Path:
+    """The training environment's interpreter under a QGIS profile's ``python`` folder.
+
+    The installed plugin sits in ``<profile>/python/plugins/landslide_mapper``, so by default
+    ``python_dir`` is the folder two levels above the package.
+    """
+    venv = (python_dir or REPO.parent) / TRAINING_ENV / "venv"
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
 def find_python() -> str:
-    """The interpreter that trains: env ``LANDSLIDE_MAPPER_PYTHON``, the project venv, python3."""
+    """The interpreter that trains: env ``LANDSLIDE_MAPPER_PYTHON``, the project venv, the
+    profile's training environment, python3."""
     env = os.environ.get("LANDSLIDE_MAPPER_PYTHON", "").strip()
     if env:
         return env
-    venv = REPO / ".venv" / "bin" / "python"
-    if venv.is_file():
-        return str(venv)
+    for venv in (REPO / ".venv" / "bin" / "python", training_env_python()):
+        if venv.is_file():
+            return str(venv)
     return shutil.which("python3") or sys.executable
 
 
 def _child_env(device: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    # The installed plugin ships the training module inside the package folder.
+    shipped = str(_PACKAGE) if (_PACKAGE / "training" / "cli.py").is_file() else ""
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), shipped, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -89,7 +113,8 @@ def probe_python(python: str | None = None) -> dict[str, Any]:
             f"Training interpreter {python}: expected torch, segmentation-models-pytorch and "
             f"the project's training module, found they cannot be imported ({last[0]}). "
             "Install the project with its training extra (pip install -e '.[training]' in a "
-            "checkout) or set LANDSLIDE_MAPPER_PYTHON to a Python that has them.")
+            "checkout; in QGIS: Install Python packages with its training option) or set "
+            "LANDSLIDE_MAPPER_PYTHON to a Python that has them.")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -163,7 +188,7 @@ def build_config(chips_dir: Path, *, base: str | None = None, checkpoint: str | 
     """The training config (a plain dict for YAML) and messages for the user."""
     messages: list[str] = []
     manifest = _read_manifest(chips_dir)
-    snippet = manifest["training_config"]
+    snippet = chip_sources(manifest["training_config"], chips_dir, messages)
     config_path, contract = resolve_base(base, messages)
     n_bands = len(snippet["contract"]["bands"])
     named = str(((contract.training or {}) if contract is not None else {})
@@ -193,7 +218,9 @@ def build_config(chips_dir: Path, *, base: str | None = None, checkpoint: str | 
         for b, spec in zip(bands, contract.bands):
             aliases = list(spec.aliases) + ([b["name"]] if b["name"] != spec.name else [])
             b.update(name=spec.name, description=spec.description or b.get("description", ""),
-                     aliases=aliases)
+                     aliases=aliases, dtype=spec.dtype or b.get("dtype", ""),
+                     value_range=list(spec.value_range) if spec.value_range else
+                     b.get("value_range"))
         if checkpoint:
             # raw -> (raw * scale + offset - mean) / std == (raw - mean') / std'
             normalization = {
@@ -330,6 +357,8 @@ def train_on_chips(
         raise InputError(f"Chip folder {chips_dir}: not found. Export training chips first.")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"Device: expected auto, cpu or cuda, found {device!r}.")
+    check_distinct([("Base model", base if base and Path(str(base)).is_file() else None),
+                    ("Checkpoint", checkpoint)], [("Model output", out_model)])
     run = Path(run_dir).resolve() if run_dir else out_model.with_name(f"{out_model.stem}_run")
     if run.exists() and any(run.iterdir()):
         run = run.with_name(f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -343,9 +372,22 @@ def train_on_chips(
     messages += cfg_messages
     for m in messages:
         log(m)
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fit_and_export(cfg, run, out_model, python, use, epochs, messages, progress,
+                               is_canceled, log)
+    except BaseException:
+        _drop_failed_run(run, created)
+        raise
+
+
+def _fit_and_export(cfg: dict[str, Any], run: Path, out_model: Path, python: str, use: str,
+                    epochs: int, messages: list[str], progress: Callable[[float], None],
+                    is_canceled: Callable[[], bool], log: Callable[[str], None]) -> TrainResult:
+    """Write the config into ``run``, train, and export the best checkpoint to ``out_model``."""
     import yaml
 
-    run.mkdir(parents=True, exist_ok=True)
     config_path = run / "train_config.yaml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     log_file = run / "output.log"
@@ -364,14 +406,14 @@ def train_on_chips(
     if code != 0 or not (run / "best.pt").is_file():
         raise ModelError(_died("Training", code, run, tail))
     progress(0.9)
-    tmp = out_model.with_name(f".{out_model.stem}.partial-{uuid.uuid4().hex[:8]}.onnx")
+    tmp = staging.temporary_sibling(out_model)
     try:
         export_cmd = [python, "-u", "-m", "training.cli", "export", "--checkpoint",
                       str(run / "best.pt"), "--out", str(tmp)]
         code = _stream(export_cmd, env, log, is_canceled, lambda t: None, tail, log_file)
         if code != 0 or not tmp.is_file():
             raise ModelError(_died("Export to ONNX", code, run, tail))
-        os.replace(tmp, out_model)
+        staging.publish(tmp, out_model, "Model output")
     finally:
         tmp.unlink(missing_ok=True)
     summary: dict[str, Any] = {}
@@ -401,6 +443,19 @@ def _training_device(device: str, info: Mapping[str, Any], python: str) -> tuple
 
 
 def _died(what: str, code: int, run: Path, tail: deque[str]) -> str:
+    """The error of a training process that failed; its log stays in ``run`` to be read."""
     last = "\n".join(list(tail)[-12:]) or "(no output)"
+    where = f"The full log is {run / 'output.log'}"
     return (f"{what} failed: the training process exited with code {code}. Its last lines:\n"
-            f"{last}\nThe full log is {run / 'output.log'}; no model was written.")
+            f"{last}\n{where}; no model was written.")
+
+
+def _has_checkpoint(run: Path) -> bool:
+    return any(run.glob("*.pt"))
+
+
+def _drop_failed_run(run: Path, created: bool) -> None:
+    """Remove the run folder of a run that failed before its training process wrote anything
+    (only its config: nothing worth keeping); a log or a checkpoint stays for the user to read."""
+    if created and run.is_dir() and not _has_checkpoint(run) and not (run / "output.log").is_file():
+        shutil.rmtree(run, ignore_errors=True)

@@ -3,6 +3,8 @@
     engine     ``map_landslides``: checks, the run, warping back, threshold, polygons (public entry)
     inference  the read -> infer -> blend/write pipeline over a tile grid, in bounded memory
     tiling     tile-grid math and the blending window (pure functions)
+    model_choice  which bundled model fits a raster (bands, pixel size): ``--model auto``
+    calibration   tiles read from rasters as a run reads them, to calibrate int8 copies
 
 May import :mod:`..inputs` (terrain bands from a DEM), :mod:`..polygons`, :mod:`..models`,
 :mod:`..raster`, :mod:`..contract` and :mod:`..errors`; nothing else in core imports this package.

@@ -10,7 +10,6 @@ a temporary name beside its target and renamed only when the whole run succeeded
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from contextlib import ExitStack
@@ -26,12 +25,19 @@ from ..errors import CancelledError, InputError, LandslideMapperError, OutputErr
 from ..inputs.terrain import augment_with_terrain
 from ..models.registry import resolve_model
 from ..models.runtime import ModelSession, create_session, reader_threads
+from ..polygons.vector_io import publish_polygons
 from ..raster import io as rio
 from ..raster.bands import map_bands
+from ..raster.values import check_input_values
+from ..staging import writing
 from .inference import run_tiles
+from .model_choice import choose_model, is_auto
+from .request import PROBABILITY_FORMATS, other_inputs, polygon_layer
+from .request import check_request as _check_request
 from .tiling import TileGrid
 
-PROBABILITY_FORMATS = ("float32", "uint8")
+#: Columns warped back at a time (whole output blocks): memory stays flat however wide the raster.
+WARP_COLUMNS = 32 * rio.BLOCK
 
 
 @dataclass
@@ -58,6 +64,7 @@ def map_landslides(
     probability_path=None,
     mask_path=None,
     polygons_path=None,
+    layer_name: str | None = None,
     threshold: float | None = None,
     tile_size: int | None = None,
     overlap: int | None = None,
@@ -65,24 +72,31 @@ def map_landslides(
     device: str = "auto",
     threads: int | None = None,
     bands: Sequence[int] | None = None,
+    rescale: bool = False,
     dem=None,
     slope=None,
     probability_format: str = "float32",
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = 0.0,
     fill_holes_m2: float = 0.0,
     simplify_m: float = 0.0,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> MapResult:
-    """Map landslides on ``input_path`` with ``model`` (a bundled name or an .onnx path).
+    """Map landslides on ``input_path`` with ``model`` (a bundled name, an .onnx path, or
+    ``"auto"``: the bundled model that fits the raster, see :mod:`.model_choice`; the choice and
+    its reasons go to ``log``).
 
     Writes any of: a probability raster (float32 0..1 with NaN nodata, or uint8 0..254 with 255
     nodata and scale 1/254), a uint8 mask (1 landslide, 0 not, 255 never scored; a pixel is a
     landslide when its probability >= ``threshold``) and polygons. When the model wants slope/DEM
     bands the raster lacks, ``dem`` (any CRS and resolution; optionally a ready ``slope`` raster)
-    supplies them, derived and warped onto the input grid on the fly. Raises InputError, ModelError,
-    OutputError or CancelledError; a failed run leaves existing files at the targets untouched.
+    supplies them, derived and warped onto the input grid on the fly. ``min_area_m2=None`` drops
+    specks (polygons of fewer than ``core.polygons.DEFAULT_MIN_PIXELS`` pixels: the default of the
+    command line and the QGIS dialogs); 0 keeps every polygon. Polygons go to the GeoPackage layer
+    ``layer_name`` (default ``landslides``), other layers kept; no output may be an input. Raises
+    InputError, ModelError, OutputError or CancelledError; a failed run leaves targets untouched;
+    raw values far off the model's ``value_range`` are refused (``rescale``: mapped onto it).
     """
     t_start = time.perf_counter()
     messages: list[str] = []
@@ -94,7 +108,13 @@ def map_landslides(
 
     source = f"Input raster {input_path}"
     prob_target, mask_target, poly_target = _check_request(
-        input_path, (probability_path, mask_path, polygons_path), probability_format, batch_size)
+        input_path, (probability_path, mask_path, polygons_path), probability_format, batch_size,
+        inputs=other_inputs(dem, slope, model), layer_name=layer_name)
+    if is_auto(model):
+        choice = choose_model(input_path, terrain_from_dem=dem is not None, bands=bands)
+        for line in choice.explanation():
+            note(line)
+        model = choice.chosen.path
     model_path, contract, tile, ovl, thr = _model_settings(model, tile_size, overlap, threshold)
 
     with ExitStack() as stack:
@@ -111,7 +131,8 @@ def map_landslides(
         if local:
             note(local)
         mapping = map_bands(contract.bands, list(ds.descriptions), explicit=bands, source=source)
-        for m in mapping.messages:
+        contract, checked = check_input_values(ds, mapping.indexes, contract, source, rescale)
+        for m in (*mapping.messages, *checked):
             note(m)
         plan = rio.plan_resampling(ds, contract, source)
         session, batch_size = _start_session(model_path, contract, tile, batch_size, device,
@@ -126,7 +147,8 @@ def map_landslides(
                  f"{plan.height} grid and probabilities are warped back onto the input grid.")
         grid = TileGrid.build(readers[0].ds.height, readers[0].ds.width, tile, ovl)
 
-        staging = _Staging(prob_target, mask_target, poly_target, resampled=plan is not None)
+        staging = _Staging(prob_target, mask_target, poly_target, resampled=plan is not None,
+                           layer=polygon_layer(polygons_path, layer_name))
         steps = _Progress(progress, polygons=poly_target is not None, resampled=plan is not None)
         writers = _Writers(thr, probability_format)
         try:
@@ -159,40 +181,6 @@ def map_landslides(
 
 # ---------------------------------------------------------------------------------------------
 # Pre-flight: arguments, model, session and input, checked before any work
-
-
-def _check_request(input_path, paths: Sequence, probability_format: str,
-                   batch_size) -> list[Path | None]:
-    """The output targets (normalized), once the outputs, the format and the batch size pass."""
-    targets = _check_outputs(input_path, *paths)
-    if probability_format not in PROBABILITY_FORMATS:
-        raise InputError(
-            f"Probability format: expected float32 or uint8, found {probability_format!r}.")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"Batch size: expected a whole number >= 1, found {batch_size!r}.")
-    return targets
-
-
-def _check_outputs(input_path, *paths) -> list[Path | None]:
-    """Normalize output paths and fail early (before any work) when one cannot be written."""
-    named = ("Probability raster", "Mask raster", "Polygons")
-    out = [None if p is None or str(p) == "" else Path(p) for p in paths]
-    if all(p is None for p in out):
-        raise OutputError("Outputs: none given. Give at least one of probability_path, mask_path "
-                          "or polygons_path.")
-    resolved = [p.resolve() if p is not None else None for p in out]
-    seen: dict[Path, str] = {}
-    for what, p, r in zip(named, out, resolved):
-        if p is None:
-            continue
-        if input_path is not None and Path(input_path).exists() and r == Path(input_path).resolve():
-            raise OutputError(
-                f"{what} {p}: is the input raster itself; choose another output path.")
-        if r in seen:
-            raise OutputError(f"{what} {p}: the same path is also given for the {seen[r].lower()}.")
-        seen[r] = what
-        rio.check_writable(p, what)
-    return out
 
 
 def _model_settings(model, tile_size: int | None, overlap: int | None,
@@ -273,8 +261,9 @@ class _Staging:
     """
 
     def __init__(self, prob_target: Path | None, mask_target: Path | None,
-                 poly_target: Path | None, resampled: bool):
+                 poly_target: Path | None, resampled: bool, layer: str | None = None):
         self.targets = (prob_target, mask_target, poly_target)
+        self.layer = layer  # the polygons' GeoPackage layer (None: the default / one-layer file)
         anchor = next(p for p in self.targets if p is not None).with_suffix(".tif")
         want_polygons = poly_target is not None
         self.prob = rio.temporary_sibling(prob_target or anchor) if (
@@ -284,14 +273,25 @@ class _Staging:
         self.polygons = rio.temporary_sibling(poly_target) if want_polygons else None
         self.work = rio.temporary_sibling(anchor, "work") if resampled else None
 
+    def check_rasters(self) -> None:
+        """Raise OutputError unless the closed probability and mask rasters are complete on the
+        disk (a full disk is caught here, before anything reads them or replaces a target)."""
+        prob_target, mask_target, poly_target = self.targets
+        for tmp, target, what in ((self.prob, prob_target, "Probability raster"),
+                                  (self.mask, mask_target, "Mask raster")):
+            if tmp is not None:
+                rio.check_written(tmp, target or poly_target, what if target else "Polygons")
+
     def publish(self) -> None:
+        """Every output checked first, then each renamed over its target."""
+        self.check_rasters()
         prob_target, mask_target, poly_target = self.targets
         if prob_target is not None:
-            os.replace(self.prob, prob_target)
+            rio.publish_raster(self.prob, prob_target, "Probability raster")
         if mask_target is not None:
-            os.replace(self.mask, mask_target)
+            rio.publish_raster(self.mask, mask_target, "Mask raster")
         if poly_target is not None:
-            _publish_vector(self.polygons, poly_target)
+            _publish_vector(self.polygons, poly_target, self.layer)
         self._remove_rasters()
 
     def discard(self) -> None:
@@ -370,8 +370,10 @@ def _map_rasters(in_reader: rio.BandReader, readers: list[rio.BandReader],
         with rio.create_output(staging.work, crs=ds.crs, transform=plan.transform,
                                width=plan.width, height=plan.height, dtype="float32",
                                nodata=rio.PROBABILITY_NODATA, description="probability") as work:
-            def sink(row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
-                work.write(prob[None], window=Window(0, row0, prob.shape[1], prob.shape[0]))
+            def sink(row0: int, prob: np.ndarray, valid: np.ndarray, col0: int = 0) -> None:
+                with writing("Temporary probability raster", staging.work):
+                    work.write(prob[None],
+                               window=Window(col0, row0, prob.shape[1], prob.shape[0]))
 
             stats = run_tiles(readers, grid, session, output_kind, sink, batch_size=batch_size,
                               is_canceled=is_canceled, progress=steps.tiles)
@@ -389,24 +391,27 @@ class _Writers:
         self.prob = None
         self.mask = None
 
-    def write(self, row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
-        window = Window(0, row0, prob.shape[1], prob.shape[0])
+    def write(self, row0: int, prob: np.ndarray, valid: np.ndarray, col0: int = 0) -> None:
+        window = Window(col0, row0, prob.shape[1], prob.shape[0])
         if self.prob is not None:
             if self.uint8:
                 q = np.full(prob.shape, rio.UINT8_NODATA, np.uint8)
                 q[valid] = np.rint(np.clip(prob[valid], 0, 1) * 254).astype(np.uint8)
-                self.prob.write(q[None], window=window)
             else:
-                self.prob.write(prob[None], window=window)
+                q = prob
+            with writing("Probability raster", self.prob.name):
+                self.prob.write(q[None], window=window)
         if self.mask is not None:
             m = np.full(prob.shape, rio.UINT8_NODATA, np.uint8)
             m[valid] = prob[valid] >= self.threshold
-            self.mask.write(m[None], window=window)
+            with writing("Mask raster", self.mask.name):
+                self.mask.write(m[None], window=window)
 
 
 def _warp_back(work_path: Path, in_reader: rio.BandReader, writers: _Writers,
                is_canceled, progress) -> None:
-    """Probabilities on the working grid -> the input grid, one block of rows at a time.
+    """Probabilities on the working grid -> the input grid, one block of rows (and of at most
+    :data:`WARP_COLUMNS` columns, so memory does not grow with the width) at a time.
 
     Pixels masked in the input stay nodata even when the warped probability covers them.
     """
@@ -420,28 +425,32 @@ def _warp_back(work_path: Path, in_reader: rio.BandReader, writers: _Writers,
             resampling=Resampling.bilinear, src_nodata=rio.PROBABILITY_NODATA,
             nodata=rio.PROBABILITY_NODATA) as back:
         for row0 in range(0, ds.height, rio.BLOCK):
-            if is_canceled is not None and is_canceled():
-                raise CancelledError("Cancelled by the user; no output was written.")
-            window = Window(0, row0, ds.width, min(rio.BLOCK, ds.height - row0))
-            prob = back.read(1, window=window).astype(np.float32, copy=False)
-            valid = in_reader.read_valid(window) & np.isfinite(prob)
-            prob = np.where(valid, prob, np.float32(np.nan))
-            writers.write(row0, prob, valid)
+            for col0 in range(0, ds.width, WARP_COLUMNS):
+                if is_canceled is not None and is_canceled():
+                    raise CancelledError("Cancelled by the user; no output was written.")
+                window = Window(col0, row0, min(WARP_COLUMNS, ds.width - col0),
+                                min(rio.BLOCK, ds.height - row0))
+                prob = back.read(1, window=window).astype(np.float32, copy=False)
+                valid = in_reader.read_valid(window) & np.isfinite(prob)
+                prob = np.where(valid, prob, np.float32(np.nan))
+                writers.write(row0, prob, valid, col0)
             progress(min(1.0, (row0 + rio.BLOCK) / ds.height))
 
 
-def _vectorize(staging: _Staging, model_name: str, min_area_m2: float, fill_holes_m2: float,
-               simplify_m: float, is_canceled, progress) -> int:
+def _vectorize(staging: _Staging, model_name: str, min_area_m2: float | None,
+               fill_holes_m2: float, simplify_m: float, is_canceled, progress) -> int:
     """Polygons from the (temporary) mask, with probability attributes; returns their count."""
     try:
         from ..polygons.vectorize import vectorize_mask
     except ImportError as exc:
         raise OutputError(
             f"Polygons {staging.targets[2]}: vectorization is not available ({exc}).") from exc
+    staging.check_rasters()
     result = vectorize_mask(staging.mask, staging.polygons, probability_path=staging.prob,
                             min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
                             simplify_m=simplify_m, model_name=model_name,
-                            progress=progress, is_canceled=is_canceled)
+                            layer_name=staging.layer, progress=progress, is_canceled=is_canceled,
+                            source=f"Landslide mask for the polygons {staging.targets[2]}")
     return int(result.count)
 
 
@@ -451,12 +460,10 @@ def _vector_parts(tmp: Path) -> list[Path]:
     return [p for p in tmp.parent.iterdir() if p.name.startswith(prefix)]
 
 
-def _publish_vector(tmp: Path, target: Path) -> None:
-    for part in _vector_parts(tmp):
-        if part.name != tmp.name and part.name.startswith(tmp.name):
-            part.unlink(missing_ok=True)  # a GeoPackage's -wal/-shm journal, not part of the result
-            continue
-        os.replace(part, target.with_name(target.stem + part.name[len(tmp.stem):]))
+def _publish_vector(tmp: Path, target: Path, layer: str | None = None) -> None:
+    """Into place (a GeoPackage keeps its other layers, a shapefile moves with its side-cars)."""
+    publish_polygons(tmp, target, [layer] if layer else [])
+    _remove_vector(tmp)  # what is left of the temporary file (a journal), not part of the result
 
 
 def _remove_vector(tmp: Path) -> None:
@@ -464,9 +471,4 @@ def _remove_vector(tmp: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-# The pieces a run split over several machines (core/batch/split.py) shares with this one, so both
-# check, stage, write and publish their outputs alike.
-check_request, model_settings, input_reader = _check_request, _model_settings, _input_reader
-Staging, RowWriters, vectorize_staged = _Staging, _Writers, _vectorize
-
-__all__ = ["MapResult", "map_landslides", "LandslideMapperError"]
+__all__ = ["MapResult", "map_landslides", "LandslideMapperError", "PROBABILITY_FORMATS"]

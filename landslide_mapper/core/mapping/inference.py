@@ -6,7 +6,10 @@
   finished rows.
 
 Only the strip of rows that tiles may still touch is held in memory (tile size + one block of
-rows), so peak memory does not grow with the raster's height; queues hold at most a few batches.
+rows), so peak memory does not grow with the raster's height; and a raster wider than
+:func:`strip_columns` allows is blended in column blocks, one after the other (the tiles reaching
+across a block boundary run for both blocks), so it does not grow with the width either. Queues
+hold at most a few batches.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ import numpy as np
 from ..errors import CancelledError
 from ..models.runtime import ModelSession, run_batch, to_probability
 from ..raster.io import BLOCK, BandReader
-from .tiling import Tile, TileGrid, tile_weights, weight_sums
+from .tiling import Tile, TileGrid, column_blocks, tile_weights, weight_sums
 
-Sink = Callable[[int, np.ndarray, np.ndarray], None]
-"""sink(row0, probability (rows, width) float32, valid (rows, width) bool): write finished rows."""
+Sink = Callable[..., None]
+"""sink(row0, probability (rows, cols) float32, valid (rows, cols) bool[, col0]): write finished
+rows; ``col0``, the first column, is passed only when the raster is blended in column blocks."""
 
 #: Memory for input batch buffers beyond the two that pipelining needs (small batches get more).
 _BUFFER_BYTES = 64 * 2**20
+#: Memory for the blending strip (its sums, validity and the rows being flushed).
+STRIP_BYTES = 64 * 2**20
 _POLL_S = 0.05
 
 
@@ -50,17 +56,33 @@ class RunStats:
         return self.model_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
-class StripAccumulator:
-    """Weighted sums of probabilities for the rows still being written, flushed in row blocks."""
+def strip_columns(tile: int, block: int = BLOCK, budget: int | None = None) -> int:
+    """The widest column block whose strip fits ``budget`` bytes (:data:`STRIP_BYTES`): per
+    column, ``tile + block`` rows of a float64 sum and a validity flag, and ``block`` rows of
+    flush buffers."""
+    budget = STRIP_BYTES if budget is None else budget
+    return max(block, budget // ((tile + block) * 9 + block * 16))
 
-    def __init__(self, grid: TileGrid, sink: Sink, block: int = BLOCK):
+
+class StripAccumulator:
+    """Weighted sums of probabilities for the rows still being written, flushed in row blocks.
+
+    ``cols``: the column block ``(c0, c1)`` it blends (default: every column); a tile reaching
+    past it adds only its columns inside.
+    """
+
+    def __init__(self, grid: TileGrid, sink: Sink, block: int = BLOCK,
+                 cols: tuple[int, int] | None = None):
         self.grid, self.sink, self.block = grid, sink, block
+        self.c0, self.c1 = cols or (0, grid.width)
+        self.whole = (self.c0, self.c1) == (0, grid.width)
         self.cap = grid.tile + block
-        w = grid.width
+        w = self.c1 - self.c0
         # A float64 sum: a constant field then blends back to exactly the same float32 value.
         # The weight sums factorize over rows and columns (tiling.weight_sums): no per-pixel sum.
         self.acc = np.zeros((self.cap, w), np.float64)
-        self.row_sums, self.col_sums = weight_sums(grid)
+        self.row_sums, col_sums = weight_sums(grid)
+        self.col_sums = col_sums[self.c0:self.c1]
         self.valid = np.zeros((self.cap, w), bool)
         self.base = 0
         self.weights = {}
@@ -75,11 +97,14 @@ class StripAccumulator:
     def add(self, t: Tile, prob: np.ndarray, valid: np.ndarray) -> None:
         """Blend one tile's probabilities (tile x tile) into the strip."""
         g = self.grid
-        h, w = min(g.tile, g.height - t.row), min(g.tile, g.width - t.col)
+        h = min(g.tile, g.height - t.row)
+        a, b = max(t.col, self.c0), min(t.col + g.tile, g.width, self.c1)  # columns kept
         r = t.row - self.base
-        wt = self._weights(t)[:h, :w]
-        self.acc[r:r + h, t.col:t.col + w] += np.multiply(prob[:h, :w], wt, dtype=np.float64)
-        self.valid[r:r + h, t.col:t.col + w] = valid[:h, :w]
+        if b > a:
+            ta, tb, sa, sb = a - t.col, b - t.col, a - self.c0, b - self.c0
+            wt = self._weights(t)[:h, ta:tb]
+            self.acc[r:r + h, sa:sb] += np.multiply(prob[:h, ta:tb], wt, dtype=np.float64)
+            self.valid[r:r + h, sa:sb] = valid[:h, ta:tb]
         if t.last_in_row:
             self._flush(g.final_row_after(t.grid_row))
 
@@ -99,7 +124,10 @@ class StripAccumulator:
         valid = self.valid[:n].copy()
         prob[~valid] = np.nan
         self.valid_pixels += int(valid.sum())
-        self.sink(self.base, prob, valid)
+        if self.whole:
+            self.sink(self.base, prob, valid)
+        else:
+            self.sink(self.base, prob, valid, self.c0)
         keep = self.cap - n
         for a in (self.acc, self.valid):
             a[:keep] = a[n:]
@@ -128,13 +156,15 @@ def run_tiles(
     """
     readers = [readers] if isinstance(readers, BandReader) else list(readers)
     pipe = _Pipeline()
-    tiles = list(grid.tiles())
+    blocks = column_blocks(grid.width, strip_columns(grid.tile), BLOCK)
+    # (column block, tile): block by block, each in row-major order
+    tiles = [(k, t) for k, (c0, c1) in enumerate(blocks) for t in grid.tiles_for_columns(c0, c1)]
     batches = [tiles[i:i + batch_size] for i in range(0, len(tiles), batch_size)]
     size = grid.tile
     pools, n_buffers = _buffer_pools(len(readers), batch_size, len(readers[0].indexes), size)
     ready = [queue.Queue(maxsize=n_buffers) for _ in readers]
     to_writer: queue.Queue = queue.Queue(maxsize=n_buffers)
-    acc = StripAccumulator(grid, sink)
+    acc = _BlockedStrips(grid, sink, blocks)
 
     threads = [threading.Thread(target=pipe.guarded(_read_stage), daemon=True,
                                 args=(pipe, readers[i], batches[i::len(readers)], pools[i],
@@ -254,18 +284,43 @@ def _buffer_pools(n_readers: int, batch_size: int, n_bands: int,
     return pools, n_buffers
 
 
-def _read_stage(pipe: _Pipeline, reader: BandReader, batches: list[list[Tile]],
+def _read_stage(pipe: _Pipeline, reader: BandReader, batches: list[list[tuple[int, Tile]]],
                 pool: queue.Queue, ready: queue.Queue, size: int) -> None:
     """A reader thread: read and normalize ``batches`` into buffers of ``pool``, in order."""
     for batch in batches:
         buf = pipe.get(pool)
         valid = np.empty((len(batch), size, size), bool)
-        for k, t in enumerate(batch):
-            valid[k] = reader.read_tile(t.row, t.col, size, buf[k])
+        for n, (_, t) in enumerate(batch):
+            valid[n] = reader.read_tile(t.row, t.col, size, buf[n])
         pipe.put(ready, (batch, buf, valid))
 
 
-def _write_stage(pipe: _Pipeline, to_writer: queue.Queue, acc: StripAccumulator,
+class _BlockedStrips:
+    """One :class:`StripAccumulator` per column block, made when its first tile arrives (the
+    previous block is then complete and flushed)."""
+
+    def __init__(self, grid: TileGrid, sink: Sink, blocks: list[tuple[int, int]]):
+        self.grid, self.sink, self.blocks = grid, sink, blocks
+        self.current: StripAccumulator | None = None
+        self.block = -1
+        self.done_pixels = 0
+
+    @property
+    def valid_pixels(self) -> int:
+        return self.done_pixels + (self.current.valid_pixels if self.current else 0)
+
+    def add(self, block: int, t: Tile, prob: np.ndarray, valid: np.ndarray) -> None:
+        if block != self.block:
+            if self.current is not None:
+                self.done_pixels += self.current.valid_pixels
+            self.current = None  # its memory goes before the next block's comes
+            cols = self.blocks[block] if len(self.blocks) > 1 else None
+            self.current = StripAccumulator(self.grid, self.sink, cols=cols)
+            self.block = block
+        self.current.add(t, prob, valid)
+
+
+def _write_stage(pipe: _Pipeline, to_writer: queue.Queue, acc: _BlockedStrips,
                  output_kind: str) -> None:
     """The writer thread: model outputs -> probabilities, blended into the strip (None ends)."""
     while True:
@@ -274,5 +329,5 @@ def _write_stage(pipe: _Pipeline, to_writer: queue.Queue, acc: StripAccumulator,
             return
         batch, out, valid = item
         prob = to_probability(out, output_kind)
-        for k, t in enumerate(batch):
-            acc.add(t, prob[k], valid[k])
+        for n, (block, t) in enumerate(batch):
+            acc.add(block, t, prob[n], valid[n])

@@ -76,14 +76,21 @@ class TileGrid:
 
     def tiles(self):
         """Tiles in row-major order (the order the engine streams and writes them)."""
+        return self.tiles_for_columns(0, self.width)
+
+    def tiles_for_columns(self, c0: int, c1: int):
+        """The tiles reaching into columns ``c0 .. c1 - 1``, in row-major order; ``last_in_row``
+        marks the last of them in each tile row."""
         n_cols = len(self.cols)
+        js = [j for j, c in enumerate(self.cols) if c < c1 and c + self.tile > c0]
         for i, r in enumerate(self.rows):
-            for j, c in enumerate(self.cols):
+            for k, j in enumerate(js):
+                c = self.cols[j]
                 yield Tile(
                     index=i * n_cols + j, row=r, col=c, grid_row=i, grid_col=j,
                     top=r == 0, bottom=r + self.tile >= self.height,
                     left=c == 0, right=c + self.tile >= self.width,
-                    last_in_row=j == n_cols - 1,
+                    last_in_row=k == len(js) - 1,
                 )
 
     def final_row_after(self, grid_row: int) -> int:
@@ -91,6 +98,17 @@ class TileGrid:
         if grid_row + 1 < len(self.rows):
             return self.rows[grid_row + 1]
         return self.height
+
+
+def column_blocks(width: int, max_width: int, block: int) -> list[tuple[int, int]]:
+    """Column ranges ``(c0, c1)`` covering ``width`` columns, each at most ``max_width`` wide
+    (rounded down to whole ``block`` s, at least one): the raster is blended one range at a time.
+
+    A pixel's blended value needs every tile covering it, so the tiles reaching across a boundary
+    run for both ranges, each keeping only its own columns.
+    """
+    step = max(block, max_width // block * block)
+    return [(c, min(c + step, width)) for c in range(0, width, step)]
 
 
 def ramp(overlap: int) -> np.ndarray:

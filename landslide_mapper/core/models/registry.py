@@ -57,12 +57,23 @@ def bundled_models() -> list[BundledModel]:
     return list(found.values())
 
 
+def folder_message(source: str, folder: Path) -> str:
+    """What to say when a folder is given where a model file is expected."""
+    inside = sorted(p.name for p in folder.glob("*.onnx"))[:5]
+    hint = (f"; it holds {', '.join(inside)}: give one of them, e.g. {folder / inside[0]}"
+            if inside else "; it holds no .onnx file")
+    return (f"{source}: expected an .onnx model file (or a bundled model's name), found a "
+            f"folder{hint}.")
+
+
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """A bundled model's name, or a path to an .onnx file -> the file's path."""
     text = str(name_or_path).strip()
     if not text:
         raise ModelError("Model: none given (expected a bundled model's name or an .onnx path).")
     path = Path(text).expanduser()
+    if path.is_dir():
+        raise ModelError(folder_message(f"Model {text}", path))
     if path.suffix.lower() == ".onnx" or os.sep in text or path.is_file():
         if not path.is_file():
             raise ModelError(f"Model {text}: file not found (expected an .onnx file).")

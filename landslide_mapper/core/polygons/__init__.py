@@ -9,6 +9,13 @@
       finishing     ordering and writing finished polygons
     geometry      ground area, perimeter and centroid of polygons in a raster's CRS
     vector_io     writing polygon files (driver by extension, temporary name, renamed at the end)
+    geopackage    our layer into a GeoPackage that holds others: copy, write, check, rename
 
-Imports only :mod:`..contract` and :mod:`..errors` from the rest of core.
+Imports only the shared modules (:mod:`..contract`, :mod:`..errors`, :mod:`..paths`,
+:mod:`..staging`, :mod:`..georeferencing`) from the rest of core.
 """
+
+#: The speck rule when no minimum area is given (``min_area_m2=None``): polygons of fewer
+#: landslide pixels than this are dropped (4 pixels: 400 m2 at 10 m, 1 m2 at 0.5 m). Kept here,
+#: free of imports, so help texts can state it without loading the vectorizer.
+DEFAULT_MIN_PIXELS = 4

@@ -2,7 +2,9 @@
 
 Each written polygon carries its ground area (m2 and ha) and perimeter, its centroid in lon/lat,
 the mean and maximum probability of its pixels (NULL without probabilities), the model name and
-its landslide pixel count (islands absorbed by hole filling included).
+its landslide pixel count (islands absorbed by hole filling included). Values are rounded to
+what they mean (:data:`DECIMALS`): m2 to 1, ha to 0.01, m to 0.1, probabilities to 0.001, lon/lat
+to 1e-6 degrees (about 0.1 m).
 """
 
 from __future__ import annotations
@@ -38,16 +40,23 @@ def _polygonal(geom: Any) -> Any:
     return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
+#: Decimal places of the written attributes (areas in m2 and ha, perimeter in m, probabilities,
+#: centroid in degrees).
+DECIMALS = {"area_m2": 0, "area_ha": 2, "perimeter_m": 1, "prob_mean": 3, "prob_max": 3,
+            "centroid_lon": 6, "centroid_lat": 6}
+
+
 def _records(batch: list[_Finished], geoms: np.ndarray, measure: GroundMeasure, *,
-             min_area_m2: float, model_name: str, first_fid: int) -> tuple[list[Any], list[dict]]:
-    """The polygons of at least ``min_area_m2`` and their attributes, numbered from
-    ``first_fid``."""
+             min_area_m2: float, model_name: str, first_fid: int,
+             min_pixels: int = 0) -> tuple[list[Any], list[dict]]:
+    """The polygons of at least ``min_area_m2`` and ``min_pixels`` pixels and their attributes,
+    numbered from ``first_fid``."""
     area, perimeter = measure.area_perimeter(geoms)
     lon, lat = measure.centroid_lonlat(geoms)
     kept, records = [], []
     for i, item in enumerate(batch):
         g = geoms[i]
-        if g is None or g.is_empty or area[i] < min_area_m2:
+        if g is None or g.is_empty or area[i] < min_area_m2 or item.comp.pixels < min_pixels:
             continue
         kept.append(g)
         records.append(_record(first_fid + len(records), item.comp, area[i], perimeter[i],
@@ -57,7 +66,7 @@ def _records(batch: list[_Finished], geoms: np.ndarray, measure: GroundMeasure, 
 
 def _record(fid: int, c: _Component, area: Any, perimeter: Any, lon: Any, lat: Any,
             model_name: str) -> dict:
-    return {
+    record = {
         "id": fid,
         "area_m2": float(area),
         "area_ha": float(area) / 10_000.0,
@@ -69,3 +78,7 @@ def _record(fid: int, c: _Component, area: Any, perimeter: Any, lon: Any, lat: A
         "model": model_name,
         "pixels": int(c.pixels),
     }
+    for key, places in DECIMALS.items():
+        if record[key] is not None:
+            record[key] = round(float(record[key]), places)
+    return record

@@ -25,9 +25,11 @@ class _Component:
     prob_n: int
     prob_max: float
     bounds: list[float]  # minx, miny, maxx, maxy
+    vertices: int = 0    # of its pieces together
 
     def absorb(self, other: "_Component") -> None:
         self.pieces += other.pieces
+        self.vertices += other.vertices
         self.add_pixels(other)
         b, o = self.bounds, other.bounds
         self.bounds = [min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3])]

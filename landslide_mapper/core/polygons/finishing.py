@@ -24,11 +24,12 @@ class _Finisher:
 
     def __init__(self, ds: Any, measure: GroundMeasure, writer: PolygonWriter, *,
                  min_area_m2: float, fill_holes_m2: float, simplify_m: float,
-                 model_name: str) -> None:
+                 model_name: str, min_pixels: int = 0) -> None:
         self.transform = ds.transform
         self.measure = measure
         self.writer = writer
         self.min_area_m2 = min_area_m2
+        self.min_pixels = min_pixels
         self.fill_holes_m2 = fill_holes_m2
         self.model_name = model_name
         self.total_area_m2 = 0.0
@@ -70,7 +71,8 @@ class _Finisher:
         geoms = _pixels_to_crs(np.array([b.geometry for b in batch], dtype=object), self.transform)
         geoms = _cleaned(geoms, self.tolerance)
         kept, records = _records(batch, geoms, self.measure, min_area_m2=self.min_area_m2,
-                                 model_name=self.model_name, first_fid=self.next_fid)
+                                 model_name=self.model_name, first_fid=self.next_fid,
+                                 min_pixels=self.min_pixels)
         for record in records:
             self.next_fid += 1
             self.total_area_m2 += record["area_m2"]

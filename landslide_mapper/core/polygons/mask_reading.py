@@ -19,10 +19,15 @@ from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ..errors import InputError
+from ..errors import InputError, reading
+from ..georeferencing import check_georeferenced
 
 #: Pixels per strip when ``strip_rows`` is not given (rounded down to whole blocks when they fit).
 STRIP_PIXELS = 1_000_000
+#: GDAL block cache while vectorizing. Strips of rows need a whole row of the raster's blocks in
+#: it (else each block is decompressed again for every strip); a raster wider than that allows is
+#: walked in strips of columns instead (:func:`strip_walk`), so memory stays flat.
+CACHE_BYTES = 128 * 2**20
 #: uint8 probability convention: 0..254 -> 0..1, 255 nodata.
 UINT8_PROBABILITY_SCALE = 1.0 / 254.0
 UINT8_PROBABILITY_NODATA = 255
@@ -38,9 +43,15 @@ class _Band:
     scale: float = 1.0
     offset: float = 0.0
     nodata: float | None = None
+    transposed: bool = False  # strips are columns, read and handed on transposed
 
     def read(self, row: int, height: int) -> np.ndarray:
-        return self.dataset.read(1, window=Window(0, row, self.dataset.width, height))
+        ds = self.dataset
+        with reading(f"{self.role} {ds.name}"):
+            if self.transposed:
+                return np.ascontiguousarray(ds.read(1, window=Window(row, 0, height,
+                                                                     ds.height)).T)
+            return ds.read(1, window=Window(0, row, ds.width, height))
 
     def valid(self, raw: np.ndarray) -> np.ndarray:
         ok = np.ones(raw.shape, dtype=bool)
@@ -87,16 +98,7 @@ def _open(path: Any, role: str) -> Any:
                 f"{role} {str(p)!r}: expected a single-band raster, found {ds.count} bands. Give "
                 "the one-band mask (or probability) raster, or extract the band first."
             )
-        if ds.crs is None:
-            raise InputError(
-                f"{role} {str(p)!r}: expected a raster with a coordinate reference system, found "
-                "none. Assign the CRS (e.g. with 'Assign projection' in QGIS) and run again."
-            )
-        if ds.transform == Affine.identity():
-            raise InputError(
-                f"{role} {str(p)!r}: expected a georeferenced raster, found no geotransform. "
-                "Georeference the raster first."
-            )
+        check_georeferenced(ds, f"{role} {str(p)!r}")
         kind = np.dtype(ds.dtypes[0]).kind
         if kind not in "uif":
             raise InputError(
@@ -151,6 +153,37 @@ def _check_same_grid(mask: Any, prob: Any) -> None:
             f"{mask.name!r}, found {'; '.join(found)}. Give the probability raster the mask was "
             "made from, or resample it onto the mask's grid."
         )
+
+
+@dataclass(frozen=True)
+class StripWalk:
+    """The raster as the strips see it: rows of ``width`` pixels, ``height`` of them, and the
+    geotransform of that pixel space (a raster walked in columns: transposed, x and y swapped)."""
+
+    width: int
+    height: int
+    transform: Affine
+    block_shapes: list[tuple[int, int]]
+    transposed: bool
+    cache_bytes: int  # the block cache the walk needs: one row of blocks, bounded
+
+
+def strip_walk(ds: Any, *others: Any) -> StripWalk:
+    """Strips of rows, unless a row of blocks of ``ds`` (and ``others`` on its grid) would not
+    fit :data:`CACHE_BYTES` and the raster is wider than tall: then strips of columns."""
+    block_h, block_w = ds.block_shapes[0] if ds.block_shapes else (1, ds.width)
+    item = sum(np.dtype(d.dtypes[0]).itemsize for d in (ds, *others))
+    row_bytes = ds.width * block_h * item
+
+    def cache(need: int) -> int:
+        return int(min(CACHE_BYTES, max(16 * 2**20, 1.25 * need)))
+
+    if ds.width > ds.height and row_bytes > CACHE_BYTES:
+        swap = Affine(0.0, 1.0, 0.0, 1.0, 0.0, 0.0)  # (x', y') = (row, col)
+        return StripWalk(ds.height, ds.width, ds.transform * swap, [(block_w, block_h)], True,
+                         cache(ds.height * block_w * item))
+    return StripWalk(ds.width, ds.height, ds.transform, [(block_h, block_w)], False,
+                     cache(row_bytes))
 
 
 def _strip_rows(ds: Any, strip_rows: int | None) -> int:

@@ -16,7 +16,11 @@ import shapely
 from affine import Affine
 from rasterio import features
 
+from ..errors import InputError
 from .components import _Component
+
+#: Largest outline (vertices of a component's pieces together) vectorized: about 0.3 GB to join.
+MAX_COMPONENT_VERTICES = 500_000
 
 
 def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None,
@@ -35,6 +39,7 @@ def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None,
         empty = np.zeros(width, dtype=np.int64)
         return [], [], empty, empty
     pixels = np.rint(shapely.area(arr)).astype(np.int64)
+    vertices = shapely.get_num_coordinates(arr)
     ids = np.arange(1, n + 1)
     bounds = shapely.bounds(arr)
     psum = np.zeros(n + 1)
@@ -54,7 +59,7 @@ def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None,
         bottom = _row_labels(raw, bounds[:, 3] == row + height, width, row + height - 1)
     comps = [
         _Component([g], int(pixels[i]), float(psum[i + 1]), int(pn[i + 1]), float(pmax[i + 1]),
-                   list(bounds[i]))
+                   list(bounds[i]), int(vertices[i]))
         for i, g in enumerate(geoms)
     ]
     return geoms, comps, top, bottom
@@ -87,9 +92,15 @@ def _row_labels(geoms: list[Any], touching: np.ndarray, width: int, row: int) ->
 
 
 class _Merger:
-    """Joins strip pieces into components and yields them, in pixel space, once finished."""
+    """Joins strip pieces into components and yields them, in pixel space, once finished.
 
-    def __init__(self, width: int) -> None:
+    Refuses (InputError naming ``source``) a component whose outline grows past
+    :data:`MAX_COMPONENT_VERTICES`: joining and finishing it would take memory and time without
+    bound, and such a region is noise (a speckled mask), not a landslide.
+    """
+
+    def __init__(self, width: int, source: str = "Mask raster") -> None:
+        self.source = source
         self.parent: dict[int, int] = {}
         self.open: dict[int, _Component] = {}      # root id -> component still growing
         self.prev_bottom = np.zeros(width, dtype=np.int64)  # root ids on the last row read
@@ -137,6 +148,7 @@ class _Merger:
         for a, b in pairs.T.tolist():
             self.union(a, b)
         touched = {self.find(r) for r in touched} | {self.find(g) for g in linked | at_bottom}
+        self._check_size([*comps, *(self.open[r] for r in touched)], row + mask.shape[0])
         still_open = {self.find(g) for g in at_bottom}
         for root in sorted(touched - still_open):
             comp = self.open.pop(root)
@@ -152,6 +164,19 @@ class _Merger:
                 roots[g - base] = self.find(g)
             self.prev_bottom = roots[bottom]
         return done
+
+    def _check_size(self, comps: list[_Component], rows_read: int) -> None:
+        big = max(comps, key=lambda c: c.vertices, default=None)
+        if big is None or big.vertices <= MAX_COMPONENT_VERTICES:
+            return
+        x0, y0, x1, y1 = big.bounds
+        raise InputError(
+            f"{self.source}: expected separate landslide areas, found one connected region "
+            f"whose outline has {big.vertices:,} vertices after {rows_read} rows (more than "
+            f"{MAX_COMPONENT_VERTICES:,}; {big.pixels:,} pixels spanning {x1 - x0:.0f} x "
+            f"{y1 - y0:.0f} pixels, holed or ragged like noise). Clean the mask first (a higher "
+            "threshold, or gdal_sieve.py / QGIS 'Sieve' to drop specks and fill pinholes) or "
+            "vectorize a smaller area.")
 
     def open_bounds(self) -> np.ndarray:
         if not self.open:

@@ -7,7 +7,6 @@ untouched. Every feature is written as a MultiPolygon so one schema fits them al
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -15,7 +14,10 @@ import fiona
 import numpy as np
 import shapely
 
-from ..errors import OutputError
+from .. import staging
+from ..errors import OutputError, brief_message
+from ..paths import split_layer
+from . import geopackage
 
 DRIVERS = {
     ".gpkg": "GPKG",
@@ -25,7 +27,8 @@ DRIVERS = {
     ".fgb": "FlatGeobuf",
 }
 
-#: Polygon attributes, in order, with their fiona types.
+#: Polygon attributes, in order, with their fiona types. In a GeoPackage ``id`` is the feature id
+#: column itself (numbered 1.. in write order), so the table has no second id next to ``fid``.
 POLYGON_FIELDS: dict[str, str] = {
     "id": "int",
     "area_m2": "float",
@@ -39,10 +42,14 @@ POLYGON_FIELDS: dict[str, str] = {
     "pixels": "int",
 }
 
+#: The attribute a GeoPackage stores as its feature id column.
+FID_FIELD = "id"
+
 #: Shapefile field names are limited to 10 characters: these are shortened on purpose.
 SHAPEFILE_NAMES = {"perimeter_m": "perim_m", "centroid_lon": "cent_lon", "centroid_lat": "cent_lat"}
 
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+DEFAULT_LAYER = "landslides"
 _STALE_SHAPEFILE_INDEXES = (".qix", ".sbn", ".sbx")
 
 
@@ -83,10 +90,59 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def polygon_target(path: str | os.PathLike[str], layer_name: str | None = None
+                   ) -> tuple[Path, str | None]:
+    """The file and (in a GeoPackage) the layer a polygon output names, checked before any work.
+
+    ``path`` may end in ``|layername=NAME`` (the QGIS spelling); ``layer_name`` wins over it. A
+    GeoPackage gets :data:`DEFAULT_LAYER` when no layer is named, and an existing one must be a
+    GeoPackage nobody is writing to (its other layers are kept). Shapefiles, GeoJSON and
+    FlatGeobuf hold one layer each and take no name.
+    """
+    text, named = split_layer(path)
+    layer = layer_name or named
+    target = check_writable(text)
+    if driver_for(target) != "GPKG":
+        if layer:
+            raise OutputError(
+                f"Polygon output {text!r}: expected a GeoPackage (.gpkg) for the layer name "
+                f"{layer!r}, found a {target.suffix} file, which holds one layer. Write to a .gpkg "
+                "or leave the layer name out.")
+        return target, None
+    geopackage.check_container(target, "Polygon output")
+    return target, layer or DEFAULT_LAYER
+
+
+def publish_polygons(tmp: Path, target: Path, layers: Sequence[str] = ()) -> None:
+    """Move a finished polygon file into place at ``target``.
+
+    A GeoPackage target holding other layers keeps them (:func:`.geopackage.publish`); a shapefile
+    moves with its side-cars (stale spatial indexes of an older one removed); anything else is
+    renamed.
+    """
+    driver = driver_for(target)
+    if driver == "GPKG":
+        geopackage.publish(tmp, target, list(layers) or geopackage.layer_names(tmp),
+                           "Polygon output")
+        return
+    if driver != "ESRI Shapefile":
+        staging.publish(tmp, target, "Polygon output")
+        return
+    for ext in _STALE_SHAPEFILE_INDEXES:
+        target.with_suffix(ext).unlink(missing_ok=True)
+    for ext in _SHAPEFILE_PARTS:
+        part = tmp.with_suffix(ext)
+        if part.exists():
+            staging.publish(part, target.with_suffix(ext), "Polygon output")
+
+
 def field_names(driver: str) -> dict[str, str]:
-    """Attribute name -> field name in the file (shortened for shapefiles)."""
+    """Attribute name -> field name in the file (shortened for shapefiles; a GeoPackage's ``id``
+    is its feature id column, not a field)."""
     if driver == "ESRI Shapefile":
         return {k: SHAPEFILE_NAMES.get(k, k) for k in POLYGON_FIELDS}
+    if driver == "GPKG":
+        return {k: k for k in POLYGON_FIELDS if k != FID_FIELD}
     return {k: k for k in POLYGON_FIELDS}
 
 
@@ -115,34 +171,32 @@ class PolygonWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, crs_wkt: str,
-                 layer_name: str = "landslides", batch: int = 2000) -> None:
-        self.path = check_writable(path)
+                 layer_name: str | None = None, batch: int = 2000) -> None:
+        self.path, self.layer_name = polygon_target(path, layer_name)
         self.driver = driver_for(self.path)
         self.names = field_names(self.driver)
-        self.layer_name = layer_name
         self.crs_wkt = crs_wkt
         self.batch = batch
         self.count = 0
-        tag = uuid.uuid4().hex[:8]
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial-{tag}{self.path.suffix}")
+        self._tmp = staging.temporary_sibling(self.path)
         self._buffer: list[dict[str, Any]] = []
         self._collection: Any = None
 
     def __enter__(self) -> "PolygonWriter":
         schema = {"geometry": "MultiPolygon",
-                  "properties": {self.names[k]: v for k, v in POLYGON_FIELDS.items()}}
+                  "properties": {self.names[k]: POLYGON_FIELDS[k] for k in self.names}}
         kwargs: dict[str, Any] = {}
         if self.driver == "GPKG":
             kwargs["layer"] = self.layer_name
+            kwargs["FID"] = FID_FIELD  # layer creation option: the id column is the fid
         try:
             self._collection = fiona.open(self._tmp, "w", driver=self.driver, schema=schema,
                                           crs_wkt=self.crs_wkt, **kwargs)
         except Exception as err:  # fiona raises several unrelated types here
             self._remove_temporaries()
-            raise OutputError(
-                f"Polygon output {str(self.path)!r}: cannot create a {self.driver} file in "
-                f"{str(self.path.parent)!r} ({err}). Check the folder and the disk space."
-            ) from err
+            raise staging.write_failure(
+                "Polygon output", self.path,
+                f"a {self.driver} file that cannot be created ({_short(err)})") from None
         return self
 
     def write(self, geometry: Any, attributes: Mapping[str, Any]) -> None:
@@ -153,7 +207,7 @@ class PolygonWriter:
                    attributes: Sequence[Mapping[str, Any]]) -> None:
         """Queue features (polygonal geometries and their attributes), converted in one pass."""
         for geometry, attrs in zip(_multipolygon_dicts(geometries), attributes):
-            props = {self.names[k]: attrs.get(k) for k in POLYGON_FIELDS}
+            props = {name: attrs.get(k) for k, name in self.names.items()}
             self._buffer.append({"geometry": geometry, "properties": props})
             self.count += 1
             if len(self._buffer) >= self.batch:
@@ -164,10 +218,9 @@ class PolygonWriter:
             try:
                 self._collection.writerecords(self._buffer)
             except Exception as err:
-                raise OutputError(
-                    f"Polygon output {str(self.path)!r}: writing features failed ({err}). Check "
-                    "the disk space and the folder."
-                ) from err
+                raise staging.write_failure(
+                    "Polygon output", self.path, f"writing features failed ({_short(err)})"
+                ) from None
             self._buffer = []
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -176,12 +229,40 @@ class PolygonWriter:
             return
         try:
             self.flush()
-            self._collection.close()
-            self._collection = None
+            self._close()
+            self._check_written()
             self._commit()
         except BaseException:
             self._abort()
             raise
+
+    def _close(self) -> None:
+        """Close the temporary file; a failure here (the last transaction, the index, the
+        header) is a write failure like any other."""
+        collection, self._collection = self._collection, None
+        try:
+            collection.close()
+        except Exception as err:
+            raise staging.write_failure(
+                "Polygon output", self.path, f"closing the file failed ({_short(err)})") from None
+
+    def _check_written(self) -> None:
+        """Read the closed temporary file back: it must open and hold every feature written."""
+        kwargs = {"layer": self.layer_name} if self.driver == "GPKG" else {}
+        try:
+            with fiona.open(self._tmp, **kwargs) as layer:
+                try:
+                    found = len(layer)
+                except Exception:  # some drivers cannot count a layer (an empty FlatGeobuf)
+                    found = sum(1 for _ in layer)
+        except Exception as err:
+            raise staging.write_failure(
+                "Polygon output", self.path,
+                f"a file that cannot be read back ({_short(err)})") from None
+        if found != self.count:
+            raise staging.write_failure(
+                "Polygon output", self.path,
+                f"{found} of the {self.count} polygons in the written file")
 
     def _abort(self) -> None:
         if self._collection is not None:
@@ -204,21 +285,18 @@ class PolygonWriter:
                 pass
 
     def _commit(self) -> None:
-        if self.driver != "ESRI Shapefile":
-            os.replace(self._tmp, self.path)
-            return
-        for ext in _STALE_SHAPEFILE_INDEXES:
-            self.path.with_suffix(ext).unlink(missing_ok=True)
-        for ext in _SHAPEFILE_PARTS:
-            part = self._tmp.with_suffix(ext)
-            if part.exists():
-                os.replace(part, self.path.with_suffix(ext))
+        publish_polygons(self._tmp, self.path, [self.layer_name] if self.layer_name else [])
         self._remove_temporaries()
+
+
+def _short(err: BaseException) -> str:
+    """An OGR/SQLite error in a few words (some quote whole SQL statements)."""
+    return brief_message(err)
 
 
 def write_polygons(path: str | os.PathLike[str],
                    features: Iterable[tuple[Any, Mapping[str, Any]]], *,
-                   crs_wkt: str, layer_name: str = "landslides") -> int:
+                   crs_wkt: str, layer_name: str | None = None) -> int:
     """Write (geometry, attributes) pairs in one go; returns the number of features."""
     with PolygonWriter(path, crs_wkt=crs_wkt, layer_name=layer_name) as writer:
         for geometry, attributes in features:

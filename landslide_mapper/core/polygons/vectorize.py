@@ -5,26 +5,32 @@
 before into components (:mod:`.strips`); a component is finished as soon as it has no pixel on the
 last row read, and is then written out (:mod:`.finishing`: hole filling and islands in
 :mod:`.holes`, clean-up and attributes in :mod:`.attributes`), so memory holds only the current
-strip and the components still open. The output does not depend on the strip height.
+strip and the components still open. The output does not depend on the strip height. A raster
+so wide that a row of its blocks would not fit the block cache is walked in strips of columns
+instead (read transposed, :func:`.mask_reading.strip_walk`), so memory stays flat whatever its
+shape; its polygons are then written in the order of their last column.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import rasterio
 
 from ..errors import CancelledError, InputError
+from ..paths import Place, check_distinct
+from . import DEFAULT_MIN_PIXELS
 from .finishing import _Finisher
 from .geometry import GroundMeasure
 from .mask_reading import (
     STRIP_PIXELS,
     UINT8_PROBABILITY_NODATA,
     UINT8_PROBABILITY_SCALE,
+    StripWalk,
     _Band,
     _band,
     _check_same_grid,
@@ -32,9 +38,10 @@ from .mask_reading import (
     _read_strip,
     _strip_rows,
     _strips,
+    strip_walk,
 )
 from .strips import _Merger
-from .vector_io import PolygonWriter, check_writable
+from .vector_io import PolygonWriter, polygon_target
 
 
 @dataclass
@@ -44,16 +51,28 @@ class VectorizeResult:
     polygons_path: Path
     count: int
     total_area_m2: float
+    layer_name: str | None = None  # the layer written, in a GeoPackage
 
 
-def _check_options(threshold: float, min_area_m2: float, fill_holes_m2: float,
+def _check_options(threshold: float, min_area_m2: float | None, fill_holes_m2: float,
                    simplify_m: float) -> None:
     if not 0.0 <= float(threshold) <= 1.0:
         raise InputError(f"threshold: expected a probability between 0 and 1, found {threshold!r}.")
-    for name, value in (("min_area_m2", min_area_m2), ("fill_holes_m2", fill_holes_m2),
-                        ("simplify_m", simplify_m)):
+    for name, value in (("min_area_m2", 0.0 if min_area_m2 is None else min_area_m2),
+                        ("fill_holes_m2", fill_holes_m2), ("simplify_m", simplify_m)):
         if not (float(value) >= 0.0 and math.isfinite(float(value))):
             raise InputError(f"{name}: expected a number >= 0 (0 = off), found {value!r}.")
+
+
+def _walked(mask_band: _Band, prob_band: _Band | None,
+            walk: StripWalk) -> tuple[_Band, _Band | None]:
+    """The bands read as ``walk`` goes (transposed for strips of columns)."""
+    if not walk.transposed:
+        return mask_band, prob_band
+    mask_t = replace(mask_band, transposed=True)
+    if prob_band is None:
+        return mask_t, None
+    return mask_t, mask_t if prob_band is mask_band else replace(prob_band, transposed=True)
 
 
 def _cancelled(mask_path: Any) -> str:
@@ -66,14 +85,15 @@ def vectorize_mask(
     *,
     probability_path: str | os.PathLike[str] | None = None,
     threshold: float = 0.5,
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = 0.0,
     fill_holes_m2: float = 0.0,
     simplify_m: float = 0.0,
     model_name: str = "",
-    layer_name: str = "landslides",
+    layer_name: str | None = None,
     progress: Callable[[float], Any] | None = None,
     is_canceled: Callable[[], bool] | None = None,
     strip_rows: int | None = None,
+    source: str | None = None,
 ) -> VectorizeResult:
     """Vectorize a landslide mask (or a probability raster, thresholded) into polygons.
 
@@ -82,13 +102,18 @@ def vectorize_mask(
     probability and ``probability >= threshold`` is landslide. Probability attributes come from
     ``probability_path``, else from the input when it is a probability raster, else are NULL.
     ``pixels`` counts the landslide pixels of a polygon (islands absorbed by hole filling included).
+    Polygons under ``min_area_m2`` are dropped (0 keeps all); ``None`` drops the specks instead:
+    polygons of fewer than :data:`DEFAULT_MIN_PIXELS` pixels.
     The output format follows the extension (.gpkg, .shp, .geojson, .fgb); the file appears only
-    when complete. ``strip_rows`` sets the rows read at a time (default: about
-    :data:`STRIP_PIXELS` pixels); the result does not depend on it. Raises InputError, OutputError
-    or CancelledError.
+    when complete; a GeoPackage gets the layer ``layer_name`` (or the one named by
+    ``path|layername=NAME``, default ``landslides``) and keeps its other layers. ``strip_rows`` sets the rows read at a time (default: about
+    :data:`STRIP_PIXELS` pixels); the result does not depend on it. ``source`` names the mask in
+    messages (default ``Mask raster PATH``). Raises InputError, OutputError or CancelledError.
     """
     _check_options(threshold, min_area_m2, fill_holes_m2, simplify_m)
-    out = check_writable(polygons_path)
+    out, layer_name = polygon_target(polygons_path, layer_name)
+    check_distinct([("Mask raster", mask_path), ("Probability raster", probability_path)],
+                   [Place("Polygon output", out, layer_name)])
     report = progress or (lambda _f: None)
     cancelled = is_canceled or (lambda: False)
     with rasterio.Env(), _open(mask_path, "Mask raster") as mds:
@@ -102,21 +127,26 @@ def vectorize_mask(
             else:
                 prob_band = mask_band if mask_band.probability else None
             measure = GroundMeasure.from_crs(mds.crs, source=f"Mask raster {str(mask_path)!r}")
-            rows = _strip_rows(mds, strip_rows)
+            walk = strip_walk(mds, *([pds] if pds is not None else []))
+            mask_band, prob_band = _walked(mask_band, prob_band, walk)
+            rows = _strip_rows(walk, strip_rows)
             report(0.0)
-            with PolygonWriter(out, crs_wkt=mds.crs.to_wkt(), layer_name=layer_name) as writer:
-                merger = _Merger(mds.width)
-                finisher = _Finisher(mds, measure, writer, min_area_m2=float(min_area_m2),
+            with rasterio.Env(GDAL_CACHEMAX=walk.cache_bytes), \
+                    PolygonWriter(out, crs_wkt=mds.crs.to_wkt(), layer_name=layer_name) as writer:
+                merger = _Merger(walk.width, source=source or f"Mask raster {str(mask_path)!r}")
+                finisher = _Finisher(walk, measure, writer,
+                                     min_area_m2=float(min_area_m2 or 0.0),
+                                     min_pixels=DEFAULT_MIN_PIXELS if min_area_m2 is None else 0,
                                      fill_holes_m2=float(fill_holes_m2),
                                      simplify_m=float(simplify_m), model_name=str(model_name))
-                for row, height in _strips(mds.height, rows):
+                for row, height in _strips(walk.height, rows):
                     if cancelled():
                         raise CancelledError(_cancelled(mask_path))
                     mask, prob = _read_strip(mask_band, prob_band, row, height, float(threshold))
-                    last = row + height >= mds.height
+                    last = row + height >= walk.height
                     done = merger.add_strip(mask, prob, row, last)
                     finisher.add(done, row + height, merger.open_bounds())
-                    report(0.98 * (row + height) / mds.height)
+                    report(0.98 * (row + height) / walk.height)
                 finisher.close()
                 if cancelled():
                     raise CancelledError(_cancelled(mask_path))
@@ -124,8 +154,8 @@ def vectorize_mask(
             if pds is not None:
                 pds.close()
     report(1.0)
-    return VectorizeResult(out, writer.count, finisher.total_area_m2)
+    return VectorizeResult(out, writer.count, finisher.total_area_m2, layer_name)
 
 
-__all__ = ["vectorize_mask", "VectorizeResult", "STRIP_PIXELS", "UINT8_PROBABILITY_SCALE",
+__all__ = ["vectorize_mask", "VectorizeResult", "DEFAULT_MIN_PIXELS", "STRIP_PIXELS", "UINT8_PROBABILITY_SCALE",
            "UINT8_PROBABILITY_NODATA"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,14 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.enums import ColorInterp, Interleaving, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from .. import staging
 from ..contract import BandSpec, ModelContract
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, read_failure, reading  # noqa: F401
+from ..georeferencing import check_georeferenced  # noqa: F401  (one check for all)
 
 #: A raster more than this factor off the model's pixel size is refused rather than resampled.
 MAX_RESAMPLE_FACTOR = 8.0
@@ -49,44 +50,26 @@ def gdal_env():
 # Input
 
 
-def open_input(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
-    """Open ``path`` as a raster, or raise an InputError that says what the file is."""
+def open_input(path: str | os.PathLike[str], what: str = "Input raster",
+               expected: str = "a georeferenced raster such as a GeoTIFF"
+               ) -> rasterio.io.DatasetReader:
+    """Open ``path`` as a raster, or raise an InputError that says what the file is (the message
+    starts with ``what`` and the path, and says ``expected``)."""
     p = Path(path)
     if not p.exists():
         raise InputError(
-            f"Input raster {p}: file not found. Give the path of a GeoTIFF or other raster.")
+            f"{what} {p}: file not found. Give the path of a GeoTIFF or other raster.")
     if p.is_dir():
-        raise InputError(f"Input raster {p}: is a folder, expected a raster file (e.g. GeoTIFF).")
+        raise InputError(f"{what} {p}: is a folder, expected a raster file (e.g. GeoTIFF).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(p)
     except RasterioIOError as exc:
         raise InputError(
-            f"Input raster {p}: not a raster GDAL can read ({exc}). Expected a georeferenced "
-            "raster such as a GeoTIFF."
+            f"{what} {p}: expected {expected}, found a file that is not a raster GDAL can "
+            f"read ({exc})."
         ) from exc
-
-
-def check_georeferenced(ds, source: str) -> None:
-    """A CRS and a real geotransform are needed to write outputs on the input's grid."""
-    if ds.crs is None:
-        raise InputError(
-            f"{source}: has no coordinate reference system (CRS). Expected a georeferenced "
-            "raster; assign its CRS (e.g. with 'Assign projection' in QGIS or gdal_edit.py "
-            "-a_srs) and retry."
-        )
-    if ds.transform == Affine.identity() and not ds.gcps[0]:
-        raise InputError(
-            f"{source}: has no geotransform (pixel size and origin are missing, found the identity "
-            "transform). Georeference the raster first (e.g. gdal_edit.py -a_ullr or the QGIS "
-            "Georeferencer)."
-        )
-    if ds.transform == Affine.identity():
-        raise InputError(
-            f"{source}: is georeferenced only by ground control points, expected a geotransform. "
-            "Warp it first (gdalwarp or the QGIS Georeferencer)."
-        )
 
 
 def crs_note(ds, source: str) -> str | None:
@@ -181,6 +164,7 @@ class BandReader:
     def __init__(self, ds, band_indexes: Sequence[int], specs: Sequence[BandSpec],
                  nodata_value: float):
         self.ds = ds
+        self.source = f"Input raster {getattr(ds, 'src_dataset', ds).name}"
         self.indexes = list(band_indexes)
         self.nodata_value = np.float32(nodata_value)
         # y = (x * scale + offset - mean) / std, folded into one multiply-add: y = x * a + b
@@ -208,14 +192,16 @@ class BandReader:
 
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Raw values (bands, h, w) and validity (h, w) of a window inside the raster."""
-        raw = self.ds.read(self.indexes, window=window)
+        with reading(self.source):
+            raw = self.ds.read(self.indexes, window=window)
+            masks = [self.ds.read_masks(i, window=window) for i in self.mask_bands]
         valid = np.ones(raw.shape[1:], bool)
         for k, nd in enumerate(self.nodata):
             if nd is not None:
                 is_nan = isinstance(nd, float) and math.isnan(nd)
                 valid &= ~np.isnan(raw[k]) if is_nan else raw[k] != nd
-        for i in self.mask_bands:
-            valid &= self.ds.read_masks(i, window=window) > 0
+        for m in masks:
+            valid &= m > 0
         if self.is_float:
             valid &= np.isfinite(raw).all(axis=0)
         if self.zero_is_nodata:
@@ -276,8 +262,57 @@ def has_valid_pixels(reader: BandReader, samples: int = 3, size: int = 32) -> bo
 
 
 def temporary_sibling(path: Path, tag: str = "partial") -> Path:
-    """A hidden, unique name in the same folder, keeping the suffix (so drivers can be guessed)."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.{tag}{path.suffix}")
+    """A hidden, unique name in the same folder, keeping the suffix (so drivers can be guessed);
+    stale ones of earlier killed runs there are removed first (see :mod:`..staging`)."""
+    return staging.temporary_sibling(path, tag)
+
+
+def check_written(tmp: Path, target: Path, what: str) -> None:
+    """Raise OutputError unless the closed GeoTIFF ``tmp`` is complete on the disk.
+
+    GDAL reports a failed write (disk full, quota, I/O error) only as a log message and still
+    closes the file: the file then lacks its directory (cannot be opened) or some of its blocks
+    (offset 0, read back as nodata) or ends before the last block does. All three are checked
+    from the TIFF's block index without reading the pixels (about 20 us a block).
+    """
+    try:
+        size = tmp.stat().st_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(tmp)
+    except (OSError, RasterioIOError) as exc:
+        detail = str(exc).replace(str(tmp), "the written file")
+        raise staging.write_failure(what, target, f"a file that cannot be read back ({detail})") \
+            from None
+    with ds:
+        if ds.driver != "GTiff":
+            return
+        rows, cols = ds.block_shapes[0]
+        nx, ny = -(-ds.width // cols), -(-ds.height // rows)
+        bands = ds.indexes if ds.interleaving != Interleaving.pixel else [1]
+        missing = 0
+        for b in bands:
+            for y in range(ny):
+                for x in range(nx):
+                    offset = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=b)
+                    length = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=b)
+                    if not offset or int(offset) == 0 or int(offset) + int(length or 0) > size:
+                        missing += 1
+    if missing:
+        raise staging.write_failure(
+            what, target, f"{missing} of {nx * ny * len(bands)} blocks of the raster missing "
+            "(the disk is probably full)")
+
+
+def publish_raster(tmp: Path, target: Path, what: str) -> None:
+    """Check the closed temporary raster ``tmp`` (:func:`check_written`) and rename it over
+    ``target``; on failure ``tmp`` is removed and ``target`` left as it was."""
+    try:
+        check_written(tmp, target, what)
+    except OutputError:
+        remove_quietly(tmp)
+        raise
+    staging.publish(tmp, target, what)
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -312,7 +347,8 @@ def create_output(path: Path, *, crs, transform: Affine, width: int, height: int
     try:
         dst = rasterio.open(path, "w", **profile)
     except RasterioIOError as exc:
-        raise OutputError(f"Output raster {path}: cannot be created ({exc}).") from exc
+        raise staging.write_failure("Output raster", path,
+                                    f"a file that cannot be created ({exc})") from None
     dst.set_band_description(1, description)
     if scale is not None:
         dst.scales = (scale,)
