@@ -13,8 +13,9 @@ QGIS and the engine expect inside the installed plugin::
 
 The version comes from ``metadata.txt``. Entries are written in sorted order with a fixed
 timestamp, so the same sources give the same zip. Python dependencies (rasterio, onnxruntime, ...)
-are not bundled: the plugin's "Install Python packages" algorithm installs them with the pins of
-``landslide_mapper/requirements.txt`` (shipped as part of the package).
+are not bundled: the plugin's "Install Python packages" algorithm installs them from the lock files
+of ``landslide_mapper/locks/`` (exact versions and hashes, made from
+``landslide_mapper/requirements.txt``; both shipped as part of the package).
 
     python scripts/build_plugin_zip.py [--out-dir dist]
 """

@@ -5,12 +5,14 @@
 #                                        post-event B4/B3/B2, from ../shared/data/sentinel2_iburi2018)
 #   scripts/demo.sh SCENE.tif [MODEL]    your own raster, with a bundled model's name or an .onnx file
 #
-# Outputs land in out/: probability and mask GeoTIFFs and landslide polygons (GeoPackage).
+# Outputs land in out/: probability and mask GeoTIFFs, landslide polygons (GeoPackage) and the
+# inventory report (HTML).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p out
 model="${2:-sentinel2-rgb}"
+dem=()
 if [ $# -ge 1 ]; then
   scene="$1"
 else
@@ -22,8 +24,12 @@ else
   scene=out/iburi2018_post_rgb.tif
   .venv/bin/landslide-mapper prepare "$data/download.B4.tif" "$data/download.B3.tif" \
     "$data/download.B2.tif" "$scene" --model "$model" --quiet >/dev/null
+  # the scene's DSM: each polygon gets its slope and elevation (slope_mean, elev_min, ...)
+  dsm="$data/../dem/download.DSM.tif"
+  [ -f "$dsm" ] && dem=(--dem "$dsm")
 fi
 name="$(basename "${scene%.*}")"
 .venv/bin/landslide-mapper map "$scene" --model "$model" \
   --probability "out/${name}_probability.tif" --mask "out/${name}_mask.tif" \
-  --polygons "out/${name}_landslides.gpkg" --min-area 500
+  --polygons "out/${name}_landslides.gpkg" --min-area 500 --report "out/${name}_report.html" \
+  ${dem[@]+"${dem[@]}"}

@@ -3,6 +3,10 @@
 #
 #   scripts/train_bundled.sh [sentinel2-rgb|aerial-rgb|sentinel2-l4s ...]   (default: all three, in order)
 #
+# NAME-imagenet (e.g. sentinel2-rgb-imagenet) trains the same model from the ImageNet encoder
+# weights in ../shared/pretrained and is evaluated and quantized as NAME is; its models stay in
+# its run folder (runs/NAME-imagenet/bundled/NAME-imagenet.onnx), not in resources/models.
+#
 # Reads the public data from $LANDSLIDE_DATA (default ../shared/data). Each model: train
 # (runs/NAME/bundled/), export to resources/models/NAME.onnx with its contract (onnxruntime vs
 # torch parity checked), then score the ONNX file with onnxruntime on every source's held-out
@@ -19,11 +23,14 @@ models=("$@")
 
 for name in "${models[@]}"; do
   run="runs/$name/bundled"
+  base="${name%-imagenet}"   # the bundled model a NAME-imagenet variant is evaluated like
+  dest=resources/models
+  [ "$base" != "$name" ] && dest="$run"
   $PY -m training.cli fit --config "$name" --run-dir "$run" --threads "$THREADS" --quiet
-  $PY -m training.cli export --checkpoint "$run/best.pt" --out "resources/models/$name.onnx"
-  $PY -m training.cli evaluate --model "resources/models/$name.onnx" --config "$name" \
+  $PY -m training.cli export --checkpoint "$run/best.pt" --out "$dest/$name.onnx"
+  $PY -m training.cli evaluate --model "$dest/$name.onnx" --config "$name" \
       --threads "$THREADS" --json "$run/heldout.json"
-  if [ "$name" = sentinel2-rgb ]; then
+  if [ "$base" = sentinel2-rgb ]; then
     # The same model on raw Sentinel-2 digital numbers (L4S patches x the dataset's vector: no
     # 8-bit rendering, no per-patch stretch), on the L4S HDF5 patches that are not in its
     # training folder (ID_MAP.csv says which are).
@@ -41,23 +48,23 @@ for name in sorted(os.listdir(os.path.join(data, "landslide4sense_h5", "images")
     os.symlink(os.path.join(data, "landslide4sense_h5", "images", name), os.path.join(out, "images", name))
     os.symlink(os.path.join(data, "landslide4sense_h5", "masks", "mask_" + n), os.path.join(out, "masks", "mask_" + n))
 PYEOF
-    $PY -m training.cli evaluate --model "resources/models/$name.onnx" --data "$sub" --format l4s-h5 \
+    $PY -m training.cli evaluate --model "$dest/$name.onnx" --data "$sub" --format l4s-h5 \
         --channels 3,2,1 --units raw --threads "$THREADS" --json "$run/l4s_h5_raw_dn.json"
     # record that score in the contract too (same checkpoint, exported again)
-    $PY -m training.cli export --checkpoint "$run/best.pt" --out "resources/models/$name.onnx" \
+    $PY -m training.cli export --checkpoint "$run/best.pt" --out "$dest/$name.onnx" \
         --metrics-json "$run/l4s_h5_raw_dn.json"
   fi
   # What ships is the int8 copy (plugin zip <= 25 MB): calibrated on the training split (and, for
   # sentinel2-rgb, on real raw-DN scenes, which span brighter values than its 8-bit renderings),
   # scored against the float model on the held-out split (runs/NAME/bundled/heldout_int8.json).
   # The float export stays in the run folder.
-  mv "resources/models/$name.onnx" "$run/$name-float.onnx"
+  mv "$dest/$name.onnx" "$run/$name-float.onnx"
   # 7-bit weights (no saturation on x86 CPUs without VNNI) where they keep F1 within 1 point of
   # the float model: the two Sentinel-2 models, not aerial-rgb (see the model cards).
   extra=()
-  [ "$name" = sentinel2-rgb ] && extra=(--calibration "$LANDSLIDE_DATA/sentinel2_chittagong/images")
-  [ "$name" != aerial-rgb ] && extra+=(--reduce-range)
+  [ "$base" = sentinel2-rgb ] && extra=(--calibration "$LANDSLIDE_DATA/sentinel2_chittagong/images")
+  [ "$base" != aerial-rgb ] && extra+=(--reduce-range)
   $PY -m training.cli quantize --model "$run/$name-float.onnx" --config "$name" \
-      --out "resources/models/$name.onnx" "${extra[@]}" --threads "$THREADS" \
+      --out "$dest/$name.onnx" "${extra[@]}" --threads "$THREADS" \
       --json "$run/heldout_int8.json"
 done

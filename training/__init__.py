@@ -7,7 +7,10 @@ What lives where:
 
 - :mod:`training.config`: YAML configs (with ``_base`` inheritance) and the data sources they name.
 - :mod:`training.data`: readers for image/mask pairs, label rules, splits, augmentation, dataset.
+- :mod:`training.checkpoints`: checkpoints of plain values, read without running code.
 - :mod:`training.models`: networks from an architecture name, a config or a checkpoint.
+- :mod:`training.pretrained`: pretrained encoder weights (ImageNet), the first convolution
+  fitted to the bands, a frozen encoder, ImageNet input statistics.
 - :mod:`training.losses`, :mod:`training.metrics`: losses; segmentation scores (defined in
   :mod:`landslide_mapper.core.loop.metrics`).
 - :mod:`training.ddp`: multi-process training (torchrun).
@@ -21,6 +24,7 @@ of :mod:`landslide_mapper`; nothing in :mod:`landslide_mapper` imports :mod:`tra
 ``python -m training.cli`` in a separate process). Inside the package the imports point one
 way, with no cycles (function-level imports included): ``cli`` -> ``loop``, ``evaluate``,
 ``export``; ``loop`` -> ``trainer``, ``evaluate``, ``models``; ``trainer``, ``evaluate``,
-``export`` -> ``models``. The base modules (``config``, ``data``, ``losses``, ``metrics``,
-``ddp``, ``models``) import none of the modules above them.
+``export`` -> ``models``; ``trainer`` -> ``pretrained`` -> ``config``, ``checkpoints``;
+``models`` -> ``checkpoints``. The base modules (``config``, ``data``, ``losses``, ``metrics``,
+``ddp``, ``checkpoints``, ``models``) import none of the modules above them.
 """

@@ -99,6 +99,12 @@ def fit(config, run_dir, resume, epochs, batch_size, threads, fold, max_steps, q
 @click.option(
     "--json", "json_out", type=click.Path(path_type=Path), help="Write the scores as JSON here."
 )
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Test-time augmentation: score each image in its 8 orientations (rotations, flips) "
+    "and average the probabilities, as 'landslide-mapper map --tta' does.",
+)
 def evaluate(
     model,
     data,
@@ -114,6 +120,7 @@ def evaluate(
     batch_size,
     threads,
     json_out,
+    tta,
 ) -> None:
     """Score MODEL on held-out images: precision, recall, F1, accuracy, dataset and per-image IoU.
 
@@ -145,6 +152,7 @@ def evaluate(
             batch_size=batch_size,
             threads=threads,
             options=opts,
+            tta=tta,
         )
     )
     click.echo(format_table(results))

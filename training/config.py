@@ -1,7 +1,8 @@
 """Run configuration: a YAML file -> a plain dict with defaults, and the data sources it names.
 
 Paths may use ``$LANDSLIDE_DATA`` (default: the ``shared/data`` folder beside the repository)
-and ``~``; relative paths are taken from the config file's folder.
+and ``~``; relative paths are taken from the config file's folder. ``model.encoder_weights``
+(a file path) is taken from the folder of the file that names it, also through ``extends``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULTS: dict[str, Any] = {
     "name": "model",
     "seed": 42,
-    "model": {"architecture": "unet", "encoder": "mobilenet_v2", "decoder_channels": None},
+    "model": {
+        "architecture": "unet",
+        "encoder": "mobilenet_v2",
+        "decoder_channels": None,
+        "encoder_weights": None,
+        "freeze_encoder": False,
+    },
     "data": {"tile_size": 128, "sources": [], "normalization": "auto", "kfold": None},
     "augment": {},
     "loss": {"name": "bce_dice"},
@@ -116,6 +123,9 @@ def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
 
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
+    weights = (doc.get("model") or {}).get("encoder_weights")
+    if weights and str(weights).lower() != "imagenet":  # a file, from this file's folder
+        doc["model"]["encoder_weights"] = str(expand_path(weights, path.resolve().parent).resolve())
     parent = doc.pop("extends", None)
     if parent:
         if depth > 5:

@@ -106,6 +106,7 @@ def load_model(name_or_path: str | Path, threads: int | None = None) -> LoadedMo
         return _load_checkpoint(Path(text), threads)
     from landslide_mapper.core.contract import read_contract
     from landslide_mapper.core.models.registry import resolve_model
+    from landslide_mapper.core.models.runtime import open_session
 
     path = resolve_model(text)
     contract = read_contract(path)
@@ -115,7 +116,7 @@ def load_model(name_or_path: str | Path, threads: int | None = None) -> LoadedMo
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=ort.get_available_providers())
+    session = open_session(path, opts, ort.get_available_providers())
     in_name = session.get_inputs()[0].name
     kind = contract.output_kind
 
@@ -177,13 +178,22 @@ def evaluate(
     batch_size: int = 8,
     threads: int | None = None,
     options: Mapping[str, Any] | None = None,
+    tta: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Scores per source (and ``all`` pooled when there are several) for ``model`` on ``data``.
 
     ``data`` is a folder in format ``fmt`` (``l4s-h5``, ``tiles``, ``chips``; ``options`` are
     the reader's: images, masks, label, channels, split) or a list of (source name, pairs).
+    ``tta``: each image scored in the 8 orientations of the square and the probabilities
+    averaged, as ``landslide-mapper map --tta`` does (:mod:`landslide_mapper.core.mapping.tta`).
     """
     loaded = load_model(model, threads)
+    predict = loaded.predict
+    if tta:
+        from landslide_mapper.core.mapping.tta import tta_probability
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return tta_probability(loaded.predict, x)
     if isinstance(data, (str, Path)):
         opts = dict(options or {})
         opts["label"] = LabelRule.parse(opts.get("label"))
@@ -201,7 +211,7 @@ def evaluate(
     for name, pairs in groups:
         if not pairs:
             raise FileNotFoundError(f"evaluation data {name}: no image/mask pairs found")
-        acc = score_pairs(loaded.predict, pairs, mean, std, threshold=thr, batch_size=batch_size)
+        acc = score_pairs(predict, pairs, mean, std, threshold=thr, batch_size=batch_size)
         results[name] = acc.summary()
         total.merge(acc)
     if len(groups) > 1:

@@ -4,7 +4,9 @@ The contract's bands come from the config's ``contract.bands`` (name, descriptio
 the affine ``scale``/``offset`` from raw raster values to the units the network was trained
 on, and the raw ``value_range``/``dtype``, per band or for all bands from ``contract``) and the
 run's per-band ``mean``/``std``; its ``metrics`` are the checkpoint's held-out
-scores per source; ``training`` records data, split rules, epochs, config and hardware.
+scores per source; ``training`` records data, split rules, epochs, config and hardware, and for
+a run whose encoder started from pretrained weights ``encoder_weights`` (``imagenet`` or the
+file's name and sha256 prefix) and ``input_statistics`` (how the bands' mean/std were chosen).
 
 Imports: :mod:`training.models` (the network from the checkpoint) and
 :mod:`landslide_mapper.core.contract`; not :mod:`training.loop`.
@@ -21,7 +23,7 @@ import torch
 
 from landslide_mapper.core.contract import ModelContract, validate, write_contract
 
-from .models import model_from_checkpoint
+from .models import TRAINING_KEYS, model_from_checkpoint
 
 METRIC_KEYS = (
     "precision",
@@ -66,7 +68,9 @@ def build_contract(
         "epochs": int(epochs_run or int(ckpt["epoch"]) + 1),
         "best_epoch": int(ckpt.get("best_epoch", ckpt["epoch"] + 1)),
         "config": Path(cfg.get("config_file", "")).name,
-        "architecture_options": {k: v for k, v in cfg["model"].items() if v is not None},
+        "architecture_options": {
+            k: v for k, v in cfg["model"].items() if v is not None and k not in TRAINING_KEYS
+        },
         "loss": cfg.get("loss"),
         "optimizer": cfg.get("optimizer"),
         "augment": cfg.get("augment"),
@@ -77,6 +81,11 @@ def build_contract(
         "world_size": ckpt.get("world_size", 1),
         "threshold_rule": "fixed before training (not tuned on held-out data)",
     }
+    if ckpt.get("encoder_weights"):  # pretrained start: which weights, and how inputs are scaled
+        training["encoder_weights"] = ckpt["encoder_weights"]
+        training["input_statistics"] = _statistics_note(cfg)
+    if cfg["model"].get("freeze_encoder"):
+        training["freeze_encoder"] = True
     doc: dict[str, Any] = {
         "schema_version": 1,
         "name": cfg["name"],
@@ -98,6 +107,21 @@ def build_contract(
     }
     doc.update(changes)
     return validate(doc, source=f"contract of {cfg['name']}")
+
+
+def _statistics_note(cfg: Mapping[str, Any]) -> str:
+    """How the bands' mean/std were chosen (for a run whose encoder started pretrained)."""
+    norm = cfg["data"].get("normalization", "auto")
+    if isinstance(norm, Mapping):
+        return "mean/std given in the config"
+    if norm == "statistics":
+        return "per-band mean/std of the training images"
+    white = float(cfg["data"].get("rgb_white", 255.0))
+    return (
+        f"red/green/blue: ImageNet mean/std of the value / {white:g} "
+        "(the network sees (x - mean) / std with x in 0..1); other bands: per-band mean/std "
+        "of the training images"
+    )
 
 
 def export_onnx(
@@ -200,9 +224,9 @@ def parity_error(
     model: torch.nn.Module, onnx_path: str | Path, bands: int, tile: int, seed: int = 0
 ) -> float:
     """Largest |p_onnxruntime - p_torch| over random tiles (batch 2, and a 2x-wide tile)."""
-    import onnxruntime as ort
+    from landslide_mapper.core.models.runtime import open_session
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
     for shape in ((2, bands, tile, tile), (1, bands, tile, 2 * tile)):

@@ -11,7 +11,8 @@ then per epoch :func:`_train_epoch`, :func:`_validate_epoch` (:func:`validate`),
 :func:`_write_summary` and :func:`_finish_processes`.
 
 Imports: :mod:`training.trainer` (the set-up), :mod:`training.evaluate` (the held-out scoring
-that :func:`validate` runs), :mod:`training.models`, :mod:`training.config`,
+that :func:`validate` runs), :mod:`training.models`, :mod:`training.checkpoints` (plain-value
+checkpoints, read without running code), :mod:`training.config`,
 :mod:`training.metrics` and :mod:`training.ddp`. ``seed_everything`` (from
 :mod:`training.trainer`) and ``make_model``, ``model_from_checkpoint`` and ``transfer_weights``
 (from :mod:`training.models`) stay importable from here. Within :mod:`training` only
@@ -35,10 +36,11 @@ import torch
 from tqdm import tqdm
 
 from . import ddp
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import load_config
 from .evaluate import score_pairs
 from .metrics import SegmentationScores
-from .models import make_model, model_from_checkpoint, transfer_weights
+from .models import make_model, mismatch, model_from_checkpoint, transfer_weights
 from .trainer import Trainer, build_trainer, seed_everything
 
 __all__ = [  # make_model, model_from_checkpoint, seed_everything, transfer_weights: re-exported
@@ -120,7 +122,13 @@ def fit(
 
 def _restore(t: Trainer, prog: _Progress, resume: str | os.PathLike[str]) -> None:
     """Continue from a checkpoint: weights, optimiser, schedule, progress and normalisation."""
-    ckpt = torch.load(str(resume), map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(resume, "resume")
+    problem = mismatch(t.model.state_dict(), ckpt["model"])
+    if problem:
+        raise ValueError(
+            f"checkpoint {resume}: expected the weights of the network this config describes, "
+            f"found {problem}"
+        )
     t.model.load_state_dict(ckpt["model"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
     if t.scheduler is not None and ckpt.get("scheduler"):
@@ -129,6 +137,7 @@ def _restore(t: Trainer, prog: _Progress, resume: str | os.PathLike[str]) -> Non
     prog.best, prog.best_epoch = ckpt["best"], ckpt["best_epoch"]
     prog.history = ckpt.get("history", [])
     prog.mean, prog.std = ckpt["mean"], ckpt["std"]
+    t.encoder_weights = ckpt.get("encoder_weights")
     last = prog.history[-1] if prog.history else {}
     prog.train_seconds = float(last.get("train_seconds", 0.0))
 
@@ -259,14 +268,16 @@ def _checkpoint(
         "hardware": hardware,
         "train_seconds": prog.train_seconds,
     }
-    _save(state, run / "last.pt")
+    if t.encoder_weights:
+        state["encoder_weights"] = t.encoder_weights
+    save_checkpoint(state, run / "last.pt")
     if improved:
-        _save(state, run / "best.pt")
+        save_checkpoint(state, run / "best.pt")
 
 
 def _write_summary(t: Trainer, prog: _Progress, run: Path, metric_name: str, hardware: str) -> None:
     """``summary.json``: the best epoch, its held-out scores and where the run trained."""
-    best_state = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    best_state = load_checkpoint(run / "best.pt", "model")
     summary = {
         "name": t.cfg["name"],
         "best_epoch": prog.best_epoch,
@@ -373,12 +384,6 @@ def _append_csv(path: Path, row: Mapping[str, Any]) -> None:
         if new:
             w.writeheader()
         w.writerow(row)
-
-
-def _save(state: Mapping[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(dict(state), str(tmp))
-    tmp.replace(path)
 
 
 def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:

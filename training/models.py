@@ -4,7 +4,10 @@ What lives here: building a network from an architecture name (:func:`build_mode
 run's config (:func:`make_model`) or from a checkpoint (:func:`model_from_checkpoint`), and
 copying weights between checkpoints (:func:`transfer_weights`). Training
 (:mod:`training.loop`), scoring (:mod:`training.evaluate`) and export (:mod:`training.export`)
-all build their networks here. This module imports nothing else from :mod:`training`.
+all build their networks here. Checkpoints are read with :mod:`training.checkpoints` (no code
+in them runs); pretrained encoder weights go into the networks built here through
+:mod:`training.pretrained` (called by :mod:`training.trainer`). From :mod:`training` this
+module imports only :mod:`training.checkpoints`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+
+from .checkpoints import load_checkpoint
+
+#: Config keys of the ``model`` section that are not smp keywords: how the encoder starts and
+#: trains (see :mod:`training.pretrained`), never part of the network's shape.
+TRAINING_KEYS = ("encoder_weights", "freeze_encoder")
 
 #: Architecture names accepted in configs -> smp class names.
 ARCHITECTURES = {
@@ -75,7 +84,8 @@ def count_parameters(model: torch.nn.Module) -> int:
 def make_model(cfg: Mapping[str, Any], in_channels: int) -> torch.nn.Module:
     """The network a run's config (its ``model`` section) describes, for ``in_channels`` bands."""
     m = dict(cfg["model"])
-    extra = {k: v for k, v in m.items() if k not in ("architecture", "encoder", "decoder_channels")}
+    skip = ("architecture", "encoder", "decoder_channels", *TRAINING_KEYS)
+    extra = {k: v for k, v in m.items() if k not in skip}
     return build_model(
         m["architecture"],
         m["encoder"],
@@ -86,11 +96,48 @@ def make_model(cfg: Mapping[str, Any], in_channels: int) -> torch.nn.Module:
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The network stored in a training checkpoint (``best.pt``/``last.pt``) and the checkpoint."""
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    model = make_model(ckpt["config"], len(ckpt["mean"]))
+    """The network stored in a training checkpoint (``best.pt``/``last.pt``) and the checkpoint.
+
+    The file is read without running code (:func:`training.checkpoints.load_checkpoint`); one
+    whose weights do not fit the network its config describes is refused with a one-line error.
+    """
+    ckpt = load_checkpoint(path, "model")
+    try:
+        model = make_model(ckpt["config"], len(ckpt["mean"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(
+            f"checkpoint {path}: expected a config that describes a network, found one that "
+            f"cannot be built ({first})"
+        ) from None
+    problem = mismatch(model.state_dict(), ckpt["model"])
+    if problem:
+        raise ValueError(
+            f"checkpoint {path}: expected the weights of the network its config describes, "
+            f"found {problem}"
+        )
     model.load_state_dict(ckpt["model"])
     return model, ckpt
+
+
+def mismatch(own: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps ``other`` from loading into a network whose state dict is ``own``, or None.
+
+    Names the first missing, unexpected and differently shaped tensors.
+    """
+    missing = [k for k in own if k not in other]
+    extra = [k for k in other if k not in own]
+    shapes = [
+        f"{k} {tuple(other[k].shape)} (network: {tuple(own[k].shape)})"
+        for k in own
+        if k in other and tuple(other[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{label}: {', '.join(keys[:3])}{more}")
+    return "; ".join(parts) or None
 
 
 def transfer_weights(
@@ -102,7 +149,7 @@ def transfer_weights(
     convolution) gets, for each ``(own_channel, source_channel)`` in ``channels`` (default: the
     first channels in order), the source weights; its other channels start at zero.
     """
-    src = torch.load(str(path), map_location="cpu", weights_only=False)["model"]
+    src = load_checkpoint(path, "weights")["model"]
     own = model.state_dict()
     loaded = []
     for key, val in src.items():

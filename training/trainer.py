@@ -2,12 +2,18 @@
 
 What lives here: :func:`build_trainer` turns a loaded config into a :class:`Trainer` (device,
 DDP context, data sources, augmented training dataset and loader, network with ``init_from``
-weights and its DDP/``torch.compile`` wrapper, optimiser, LR schedule, loss, AMP scaler) plus
-the run's per-band normalisation. The epochs themselves run in :mod:`training.loop`.
+or pretrained encoder weights and its DDP/``torch.compile`` wrapper, optimiser, LR schedule,
+loss, AMP scaler) plus the run's per-band normalisation. The epochs themselves run in
+:mod:`training.loop`.
+
+Normalisation (``data.normalization``): ``auto`` is ``imagenet`` when ``model.encoder_weights``
+is set, else ``statistics`` (the training images' per-band mean/std); ``imagenet`` gives the
+red/green/blue bands ImageNet's statistics (see :mod:`training.pretrained`) and the others
+their own; ``{mean, std}`` is taken as given.
 
 Imports: :mod:`training.config`, :mod:`training.data`, :mod:`training.ddp`,
-:mod:`training.losses` and :mod:`training.models`; never :mod:`training.loop` or
-:mod:`training.evaluate`.
+:mod:`training.losses`, :mod:`training.models` and :mod:`training.pretrained`; never
+:mod:`training.loop` or :mod:`training.evaluate`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import ddp
+from . import ddp, pretrained
 from .config import Sources, build_sources
 from .data.augment import Augment
 from .data.dataset import SegmentationDataset, band_statistics
@@ -47,7 +53,19 @@ def _normalisation(cfg: Mapping[str, Any], train_pairs: list) -> tuple[list[floa
     norm = cfg["data"].get("normalization", "auto")
     if isinstance(norm, Mapping):
         return [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
-    return band_statistics(train_pairs, seed=int(cfg["seed"]))
+    if norm == "auto":
+        norm = "imagenet" if pretrained.weights_setting(cfg) else "statistics"
+    if norm not in ("statistics", "imagenet"):
+        raise ValueError(
+            f"data.normalization {norm!r}: expected auto, statistics, imagenet or {{mean, std}}"
+        )
+    bands = (cfg.get("contract") or {}).get("bands") or []
+    if norm == "imagenet" and bands and len(pretrained.rgb_bands(cfg, len(bands))) == len(bands):
+        return pretrained.imagenet_normalisation(cfg, None, len(bands))  # no statistics needed
+    stats = band_statistics(train_pairs, seed=int(cfg["seed"]))
+    if norm == "imagenet":
+        return pretrained.imagenet_normalisation(cfg, stats, len(stats[0]))
+    return stats
 
 
 @dataclass
@@ -68,6 +86,7 @@ class Trainer:
     loss_fn: Callable[..., torch.Tensor]
     scaler: torch.amp.GradScaler
     use_amp: bool
+    encoder_weights: str | None = None  # what the encoder started from (for the contract)
 
 
 def build_trainer(cfg: Mapping[str, Any], init_weights: bool) -> tuple[Trainer, Any, Any]:
@@ -83,9 +102,15 @@ def build_trainer(cfg: Mapping[str, Any], init_weights: bool) -> tuple[Trainer, 
     sources = build_sources(cfg)
     mean, std = _normalisation(cfg, sources.train)
     train_ds, sampler, loader = _train_loader(cfg, sources, mean, std, ctx, device)
-    model = make_model(cfg, len(mean)).to(device)
-    if init_weights:
-        _init_from(model, cfg, ctx)
+    model = make_model(cfg, len(mean))
+    encoder_weights = None
+    if init_weights and not _init_from(model, cfg, ctx):
+        encoder_weights = pretrained.load_encoder_weights(model, cfg, len(mean))
+        if encoder_weights and ctx.is_main:
+            tqdm.write(f"encoder weights: {encoder_weights}")
+    if (cfg.get("model") or {}).get("freeze_encoder"):
+        pretrained.freeze_encoder(model)
+    model = model.to(device)
     net = _wrap_network(model, cfg, ctx, device)
     optimizer, scheduler = _optimiser(cfg, model)
     loss_cfg = dict(cfg["loss"])
@@ -107,6 +132,7 @@ def build_trainer(cfg: Mapping[str, Any], init_weights: bool) -> tuple[Trainer, 
         loss_fn=loss_fn,
         scaler=scaler,
         use_amp=use_amp,
+        encoder_weights=encoder_weights,
     )
     return trainer, mean, std
 
@@ -152,16 +178,20 @@ def _train_loader(
     return train_ds, sampler, loader
 
 
-def _init_from(model: torch.nn.Module, cfg: Mapping[str, Any], ctx: ddp.Distributed) -> None:
-    """Start from another run's weights when the config's ``init_from`` names a checkpoint."""
+def _init_from(model: torch.nn.Module, cfg: Mapping[str, Any], ctx: ddp.Distributed) -> bool:
+    """Start from another run's weights when the config's ``init_from`` names a checkpoint.
+
+    True when weights were loaded (they then replace any ``model.encoder_weights``).
+    """
     init = cfg.get("init_from")
     if not init:
-        return
+        return False
     init = {"checkpoint": init} if isinstance(init, (str, os.PathLike)) else dict(init)
     if Path(init["checkpoint"]).is_file():
         n = len(transfer_weights(model, init["checkpoint"], init.get("channels")))
         if ctx.is_main:
             tqdm.write(f"init_from: {n} tensors from {init['checkpoint']}")
+        return True
     elif init.get("required", True):
         raise FileNotFoundError(
             f"init_from: checkpoint {init['checkpoint']} not found (expected a run's best.pt; "
@@ -169,7 +199,8 @@ def _init_from(model: torch.nn.Module, cfg: Mapping[str, Any], ctx: ddp.Distribu
             "init_from to start from random weights."
         )
     elif ctx.is_main:
-        tqdm.write(f"init_from: {init['checkpoint']} not found; starting from random weights")
+        tqdm.write(f"init_from: {init['checkpoint']} not found; starting without it")
+    return False
 
 
 def _wrap_network(
@@ -198,7 +229,7 @@ def _optimiser(cfg: Mapping[str, Any], model: torch.nn.Module) -> tuple[torch.op
     if opt_cls is None:
         raise ValueError(f"optimizer {opt_name!r}: expected adam or adamw")
     optimizer = opt_cls(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],  # not a frozen encoder's
         lr=float(opt_cfg.pop("lr", 1e-3)),
         weight_decay=float(opt_cfg.pop("weight_decay", 0.0)),
     )

@@ -51,6 +51,8 @@ from .options import IN_FILE, band_list, engine_run, log, vector_options
               "elevation bands the rasters lack.")
 @click.option("--probability-format", type=click.Choice(["float32", "uint8"]),
               default="float32", show_default=True)
+@click.option("--tta", is_flag=True, help="Test-time augmentation: score each tile in its 8 "
+              "orientations (rotations, flips) and average; the model runs 8 times as long.")
 @vector_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def batch_command(inputs: tuple[str, ...], model: str | None, out_dir: Path, quiet: bool,

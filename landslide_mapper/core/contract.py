@@ -23,6 +23,10 @@ Output kinds:
 A compact (int8) copy of a model carries its source's contract plus an optional ``quantization``
 object saying how it was made (format, weight and activation types, calibration data, the source
 model's digest). Readers that predate the field ignore it, so the schema version stays 1.
+
+Model files are opened through :func:`load_onnx` (onnx) and ``models.runtime.open_session``
+(onnxruntime), both behind :func:`check_external_data`: weights kept in separate files must lie
+in the model's own folder, checked before any of them is read.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ModelError
 
@@ -272,7 +276,7 @@ def read_contract(model_path: str | Path) -> ModelContract:
         raise ModelError(f"Model file {path}: expected an .onnx model file, found a folder.")
     if not path.is_file():
         raise ModelError(f"Model file {path}: not found (expected an .onnx file).")
-    model = _load_onnx(path, load_external_data=False)
+    model = load_onnx(path)
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         found = ", ".join(sorted(props)) or "none"
@@ -299,7 +303,7 @@ def write_contract(
         contract = validate(contract)
     src = Path(model_path)
     dst = Path(out_path) if out_path is not None else src
-    model = _load_onnx(src, load_external_data=True)
+    model = load_onnx(src, load_external_data=True)
     inputs = model.graph.input
     if inputs:
         dims = inputs[0].type.tensor_type.shape.dim
@@ -334,13 +338,100 @@ def set_contract(model: Any, contract: ModelContract) -> None:
     entry.value = contract.to_json()
 
 
-def _load_onnx(path: Path, load_external_data: bool) -> Any:
+def load_onnx(path: str | Path, load_external_data: bool = False) -> Any:
+    """An ONNX file as a ``ModelProto``, after :func:`check_external_data` passed.
+
+    The graph is parsed without its external data first; tensors kept in other files are read
+    (``load_external_data``) only once every one of their locations lies inside the model's folder.
+    """
+    path = Path(path)
+    model = _parse(path)
+    check_external_data(path, model)
+    if load_external_data:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:  # a data file missing, or shorter than the graph says
+            raise ModelError(
+                f"Model file {path}: its external data cannot be read ({type(exc).__name__}: "
+                f"{exc}). Expected the data files named in the model next to it.") from exc
+    return model
+
+
+def check_external_data(model_path: str | Path, model: Any = None) -> None:
+    """Refuse a model whose tensors keep their values in a file outside the model's folder.
+
+    ONNX lets a tensor name another file holding its values (``external_data`` ``location``,
+    relative to the model file's folder); onnx and onnxruntime open whatever it names. A model
+    may only name files inside its own folder: a relative path without ``..``, no absolute path or
+    drive, and no link that resolves outside. Checked on the graph alone (``model``, or the file
+    parsed without its external data), before any data file is opened or a session is created.
+    """
+    path = Path(model_path)
+    if model is None:
+        model = _parse(path)
+    folder = path.absolute().parent
+    for tensor in _model_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location" and _leaves_folder(folder, entry.value):
+                raise ModelError(
+                    f"Model file {path}: tensor {tensor.name!r} keeps its values in "
+                    f"{entry.value!r}, outside the model's folder; expected a relative path to a "
+                    f"file inside {folder} (no '..', no absolute path, no link leading out).")
+
+
+def _parse(path: Path) -> Any:
+    """The graph of an ONNX file, its external data left unread."""
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a corrupt file
         raise ModelError(
             f"Model file {path}: cannot be read as ONNX ({type(exc).__name__}: {exc}). "
             "Expected a valid .onnx model; the file may be corrupt or incomplete."
         ) from exc
+
+
+def _leaves_folder(folder: Path, location: str) -> bool:
+    """Whether an external-data ``location`` names anything but a file inside ``folder``
+    (read by Windows rules too, where ``\\`` separates and ``C:`` starts a path)."""
+    win = PureWindowsPath(location)
+    if (not location.strip() or "\0" in location or win.drive or win.root
+            or PurePosixPath(location).is_absolute() or ".." in win.parts):
+        return True
+    try:
+        return not (folder / location).resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable folder
+        return True
+
+
+def _model_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor: initializers, sparse ones, node attributes, sub-graphs, functions."""
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from _attribute_tensors(node)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _attribute_tensors(node)
+
+
+def _attribute_tensors(node: Any) -> Iterator[Any]:
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        sparse = ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else [])
+        for s in [*sparse, *attr.sparse_tensors]:
+            yield from (s.values, s.indices)
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g)
+        for g in attr.graphs:
+            yield from _graph_tensors(g)

@@ -22,7 +22,9 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
     QgsProperty,
     QgsRasterLayer,
 )
@@ -263,6 +265,16 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         ))
 
+    def add_report_parameter(self, name: str) -> None:
+        """``name``: the optional HTML inventory report of a mapping run (core.report)."""
+        self.addParameter(with_help(
+            QgsProcessingParameterFileDestination(
+                name, tr("Inventory report (HTML)"), fileFilter="HTML files (*.html)",
+                optional=True, createByDefault=False),
+            "One offline HTML file: overview map, count and total area, area-frequency power "
+            "law, largest landslides, slope/elevation (with a DEM), the model's scores.",
+        ))
+
     def polygon_options(
         self, parameters: dict[str, Any], context: QgsProcessingContext
     ) -> dict[str, float | None]:
@@ -274,6 +286,35 @@ class LandslideMapperAlgorithm(QgsProcessingAlgorithm):
             "fill_holes_m2": self.parameterAsDouble(parameters, "FILL_HOLES_M2", context),
             "simplify_m": self.parameterAsDouble(parameters, "SIMPLIFY_M", context),
         }
+
+
+    def add_slope_parameters(self) -> None:
+        """SLOPE (a ready slope raster) and MIN_SLOPE (the minimum mean slope of a polygon), both
+        advanced; with the DEM parameter they give the polygons' terrain attributes."""
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterLayer(
+                "SLOPE", tr("Slope raster (degrees; instead of one derived from the DEM)"),
+                optional=True),
+            "A ready slope raster in degrees, any CRS and resolution, used instead of the slope "
+            "derived from the DEM (for a model's slope band too) for the polygons' slope_mean "
+            "and slope_max.",
+            advanced=True,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "MIN_SLOPE", tr("Minimum mean slope (degrees)"), type=DOUBLE, defaultValue=0.0,
+                minValue=0.0, maxValue=90.0),
+            "Polygons whose mean slope is under this many degrees are dropped (flat fields, "
+            "roads, river bars); the log says how many and how much area. Needs a DEM or a "
+            "slope raster. 0 (the default) keeps all.",
+            advanced=True,
+        ))
+
+    def slope_options(self, parameters: dict[str, Any],
+                      context: QgsProcessingContext) -> dict[str, Any]:
+        """The engine's keyword arguments for :meth:`add_slope_parameters`."""
+        return {"slope": self.raster_path(parameters, "SLOPE", context),
+                "min_slope_deg": self.parameterAsDouble(parameters, "MIN_SLOPE", context)}
 
 
 def _as_index(value: Any) -> int | None:

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 REQUIRED_MODULES = ("numpy", "rasterio", "onnxruntime", "onnx", "fiona", "shapely", "pyproj")
+# Needed by "Map landslides (many rasters)" only (a local Dask cluster); installed with the rest.
+BATCH_MODULES = ("dask", "distributed")
 DEPS_FOLDER = "landslide_mapper_deps"
 INSTALL_HINT = (
     "Run Plugins > Landslide Mapper > Install Python packages (or the Processing algorithm "
@@ -52,10 +54,10 @@ def use_deps_folder(profile_dir: str | os.PathLike[str]) -> Path | None:
     return folder
 
 
-def missing_modules() -> list[str]:
-    """Python packages the engine needs that this QGIS's Python cannot import."""
+def missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
+    """Python packages of ``names`` (default: what the engine needs) this Python cannot find."""
     missing = []
-    for name in REQUIRED_MODULES:
+    for name in names:
         try:
             found = importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):  # e.g. a broken install, or a module blocked as None

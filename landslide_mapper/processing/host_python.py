@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ntpath
 import os
+import platform
 import posixpath
 import subprocess
 import sys
@@ -40,6 +41,7 @@ class Host:
     exec_prefix: str
     version: tuple[int, int]
     environ: Mapping[str, str] = field(default_factory=dict)
+    machine: str = ""  # platform.machine(): x86_64, AMD64, arm64, aarch64 (picks the lock file)
 
     @property
     def version_text(self) -> str:
@@ -53,7 +55,8 @@ class Host:
 def current_host() -> Host:
     """The running process as a :class:`Host`."""
     return Host(sys.platform, sys.executable or "", sys.prefix, sys.exec_prefix,
-                (sys.version_info[0], sys.version_info[1]), dict(os.environ))
+                (sys.version_info[0], sys.version_info[1]), dict(os.environ),
+                platform.machine())
 
 
 def _is_python(path: str, pathmod) -> bool:

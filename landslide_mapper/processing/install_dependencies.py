@@ -1,8 +1,10 @@
 """Algorithm ``landslide_mapper:install_dependencies``: install the engine's Python packages.
 
 Runs pip with QGIS's own Python into ``<profile>/python/landslide_mapper_deps/pyX.Y`` (see
-:mod:`.package_installer` and ``docs/installer.md``); pip's log goes to the Processing log, cancel
-stops pip, a failure is one paragraph naming the cause and the next step. A second run finds the
+:mod:`.package_installer` and ``docs/installer.md``), installing exactly the versions and sha256
+hashes of the lock file for this platform, Python and onnxruntime build (:mod:`.locks`); pip's
+log goes to the Processing log, cancel stops pip, a failure (a file whose hash differs from the
+lock included) is one paragraph naming the cause and the next step. A second run finds the
 install up to date and only says what is installed. Optional: the training packages (PyTorch,
 segmentation-models-pytorch) into their own environment (:mod:`.training_env`). This algorithm
 never needs the engine's packages itself, so it runs when they are all missing.
@@ -34,8 +36,16 @@ from .algorithm import (
     tr,
     with_help,
 )
-from .dependencies import deps_dir, load_native_packages, missing_modules, use_deps_folder
-from .host_python import current_host, find_host_python
+from .dependencies import (
+    BATCH_MODULES,
+    REQUIRED_MODULES,
+    deps_dir,
+    load_native_packages,
+    missing_modules,
+    use_deps_folder,
+)
+from .host_python import Host, current_host, find_host_python
+from .locks import find_lock, host_distributions, platform_key
 from .package_installer import (
     InstallError,
     InstallPlan,
@@ -72,6 +82,7 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
     ONNXRUNTIME = "ONNXRUNTIME"
     INSTALLED = "INSTALLED"
     TRAINING_PYTHON = "TRAINING_PYTHON"
+    LOCK = "LOCK"
 
     def name(self) -> str:
         return "install_dependencies"
@@ -86,12 +97,16 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
     def shortHelpString(self) -> str:
         return tr(
             "<p>Installs the Python packages the plugin needs (rasterio, onnxruntime, onnx, "
-            "shapely, fiona, pyproj) into a folder of your QGIS profile "
+            "shapely, fiona, pyproj, dask for many rasters at once, matplotlib for the report) "
+            "into a folder of your QGIS profile "
             "(<tt>python/landslide_mapper_deps</tt>). QGIS's own packages, such as its numpy "
             "and GDAL, are never replaced. Run it once after installing the plugin; no restart "
             "is needed. Running it again only reports what is installed.</p>"
             "<p><b>onnxruntime</b>: the GPU build where an NVIDIA GPU and its driver are "
             "present, the CPU build otherwise; the log says which and why.</p>"
+            "<p>Only the exact versions listed in the plugin's lock file for this platform and "
+            "Python are installed, each checked against its sha256 hash: a file that differs "
+            "(changed, rebuilt, or served by a mirror in its place) is refused.</p>"
             "<p><b>Offline wheel folder</b>: without internet, point it at a folder of wheel "
             "files (.whl) downloaded on another computer; only that folder is used. The "
             "plugin's README (Offline install) gives the download command.</p>"
@@ -133,6 +148,13 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
             "(same Python version as QGIS).", advanced=True,
         ))
         self.addParameter(with_help(
+            QgsProcessingParameterFile(self.LOCK, tr("Lock file"), behavior=FILE,
+                                       extension="txt", optional=True),
+            "A lock file (exact versions and sha256 hashes) to install instead of the plugin's "
+            "own for this platform and Python, e.g. one made with the plugin's "
+            "scripts/lock_requirements.py for a platform it does not ship.", advanced=True,
+        ))
+        self.addParameter(with_help(
             QgsProcessingParameterBoolean(self.REINSTALL, tr("Reinstall even if up to date"),
                                           defaultValue=False),
             "Install again even when the packages are already installed.", advanced=True,
@@ -163,19 +185,23 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
             gpu, reason = nvidia_gpu(host.platform)
         else:
             gpu, reason = runtime == "gpu", f"onnxruntime build chosen: {runtime}"
-        feedback.pushInfo(f"onnxruntime: {'GPU build (onnxruntime-gpu)' if gpu else 'CPU build'}"
-                          f" ({reason}).")
+        lock, gpu, reason = self._lock(parameters, context, host, gpu, reason, runtime)
+        training = self.parameterAsBoolean(parameters, self.TRAINING, context)
+        training_lock = _found_lock(host, "training") if training else None  # before any change
         python = self.parameterAsFile(parameters, self.PYTHON, context).strip()
         numpy_version = _qgis_numpy()
         plan = InstallPlan(
             python=[python] if python else _host_python(host),
             target=deps_dir(profile, host.version_text),
             requirements=read_requirements(gpu=gpu, host_numpy=numpy_version), host=host,
-            numpy_version=numpy_version, wheels=wheels, index_url=index_url, gpu_reason=reason,
+            lock=lock, numpy_version=numpy_version, wheels=wheels, index_url=index_url,
+            gpu_reason=reason, host_packages=host_distributions([deps_dir(profile).parent]),
             env=pip_environment(host.environ, isolated=bool(wheels or index_url)),
         )
+        build = "CPU build" if plan.runtime == "onnxruntime" else "GPU build (onnxruntime-gpu)"
+        feedback.pushInfo(f"onnxruntime: {build} ({reason}).")
         feedback.pushInfo(f"QGIS's Python {host.version_text}: {' '.join(plan.python)}; "
-                          f"packages go to {plan.target}.")
+                          f"packages go to {plan.target}; lock file {lock}.")
         results = {self.FOLDER: str(plan.target), self.ONNXRUNTIME: plan.runtime,
                    self.TRAINING_PYTHON: ""}
         reinstall = self.parameterAsBoolean(parameters, self.REINSTALL, context)
@@ -189,12 +215,13 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
                 raise QgsProcessingException(str(exc)) from exc
             feedback.pushInfo(f"Installed: {describe(record)}.")
         results[self.INSTALLED] = describe(record)
-        if self.parameterAsBoolean(parameters, self.TRAINING, context):
+        if training_lock is not None:
             from .training_env import install_training_env
 
             try:
                 results[self.TRAINING_PYTHON] = str(install_training_env(
-                    plan, profile, log=log, is_canceled=is_canceled, reinstall=reinstall))
+                    plan, profile, training_lock, log=log, is_canceled=is_canceled,
+                    reinstall=reinstall))
             except (InstallError, CancelledError) as exc:
                 raise QgsProcessingException(
                     f"The engine's packages are installed; the training packages are not: "
@@ -206,7 +233,7 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
         """Make the new packages usable in this QGIS session (main thread, after the run)."""
         folder = use_deps_folder(QgsApplication.qgisSettingsDirPath())
         load_native_packages()
-        missing = missing_modules()
+        missing = missing_modules(REQUIRED_MODULES + BATCH_MODULES)
         if missing:
             feedback.reportError(
                 f"Still not importable in this QGIS session: {', '.join(missing)} (package "
@@ -215,6 +242,33 @@ class InstallDependenciesAlgorithm(LandslideMapperAlgorithm):
         else:
             feedback.pushInfo("The Landslide Mapper algorithms are ready to use.")
         return {}
+
+
+    def _lock(self, parameters: dict[str, Any], context: QgsProcessingContext, host: Host,
+              gpu: bool, reason: str, runtime: str) -> tuple[Path, bool, str]:
+        """The lock file to install (given, or the plugin's for this host), and the build."""
+        if not is_unset(parameters, self.LOCK):
+            lock = Path(self.parameterAsFile(parameters, self.LOCK, context))
+            if not lock.is_file():
+                raise QgsProcessingException(
+                    f"LOCK: expected a lock file, found {str(lock)!r} (no such file).")
+            return lock, gpu, f"{reason}; lock file given"
+        if gpu and runtime == "auto":
+            try:
+                return _found_lock(host, "gpu", quiet=True), gpu, reason
+            except LookupError:  # no onnxruntime-gpu lock for this host: the CPU build serves
+                reason += "; no lock file of onnxruntime-gpu for this Python, so the CPU build"
+                gpu = False
+        return _found_lock(host, "gpu" if gpu else "cpu"), gpu, reason
+
+
+def _found_lock(host: Host, variant: str, quiet: bool = False) -> Path:
+    try:
+        return find_lock(platform_key(host.platform, host.machine), host.version_text, variant)
+    except LookupError as exc:
+        if quiet:
+            raise
+        raise QgsProcessingException(str(exc)) from exc
 
 
 def _host_python(host) -> list[str]:

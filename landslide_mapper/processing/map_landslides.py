@@ -97,9 +97,13 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
     BANDS = "BANDS"
     PROBABILITY_FORMAT = "PROBABILITY_FORMAT"
     RESCALE = "RESCALE"
+    SLOPE = "SLOPE"
+    MIN_SLOPE = "MIN_SLOPE"
+    TTA = "TTA"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_POLYGONS = "OUTPUT_POLYGONS"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
     POLYGON_COUNT = "POLYGON_COUNT"
     PROVIDER = "PROVIDER"
 
@@ -132,7 +136,9 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "B04, red, slope), else by order; set <i>Input bands</i> to choose them yourself. "
             "A raster whose pixel size differs from the model's is resampled on the fly; nodata "
             "pixels are never mapped as landslide. For models with slope/elevation bands, give a "
-            "<b>DEM</b> and they are derived on the fly.</p>"
+            "<b>DEM</b> and they are derived on the fly. With a DEM (any model) the polygons "
+            "also get slope_mean, slope_max, elev_min and elev_max, and <i>Minimum mean "
+            "slope</i> drops those on flat ground.</p>"
             "<p><b>Model</b>: <i>auto</i> (the default) takes the bundled model that fits the "
             "input raster: its bands matched by their descriptions (else the band count), and "
             "its pixel size within the model's tolerance (else the closest that can be "
@@ -158,7 +164,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "probability raster and the mask can be skipped. Loaded into the project they are "
             "named after the input and the model (e.g. <i>landslides — scene (sentinel2-rgb)"
             "</i>): polygons on top, the probability half transparent below, the mask "
-            "switched off at the bottom.</p>"
+            "switched off at the bottom. Optional: an <b>inventory report</b> (HTML).</p>"
             "<p>From a terminal: <tt>qgis_process run landslide_mapper:map_landslides -- "
             "INPUT=scene.tif MODEL=model.onnx OUTPUT_POLYGONS=landslides.gpkg</tt></p>"
         ).format(models=listed, min_pixels=DEFAULT_MIN_PIXELS)
@@ -170,12 +176,13 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "The raster to map: a multispectral stack or an RGB orthophoto, read from a file.",
         ))
         self.addParameter(with_help(
-            QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (for models with slope/elevation "
-                                                          "bands)"), optional=True),
+            QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (slope and elevation of each "
+                                                          "landslide)"), optional=True),
             "A digital elevation model in metres, any CRS and resolution. When the model wants "
             "slope (degrees) or elevation bands the input raster lacks, they are derived from "
-            "this DEM (slope by Horn's method) and warped onto the input grid on the fly. Not "
-            "needed for RGB models.",
+            "this DEM (slope by Horn's method) and warped onto the input grid on the fly. With "
+            "any model (RGB too), the polygons then get slope_mean, slope_max (degrees), "
+            "elev_min and elev_max (metres).",
         ))
         self.addParameter(with_help(
             text_enum(self.MODEL, tr("Model"), options),
@@ -201,6 +208,43 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "Empty (or 0 / -1): the threshold recommended by the model.",
         ))
         self.add_polygon_parameters()
+        self._add_advanced_parameters()
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_PROBABILITY, tr("Landslide probability"), optional=True,
+                createByDefault=True,
+            ),
+            "Probability of landslide per pixel (GeoTIFF). Optional.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_MASK, tr("Landslide mask"), optional=True, createByDefault=True,
+            ),
+            "1 where the probability reaches the threshold, 0 elsewhere (GeoTIFF). Optional.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_POLYGONS, tr("Landslide polygons"), type=VECTOR_POLYGON,
+                defaultValue="TEMPORARY_OUTPUT",
+            ),
+            "One polygon per landslide with area_m2, area_ha, perimeter_m, mean and max "
+            "probability and the model name (GeoPackage).",
+        ))
+        self.add_report_parameter(self.OUTPUT_REPORT)
+        self.addOutput(QgsProcessingOutputNumber(self.POLYGON_COUNT, tr("Number of polygons")))
+        self.addOutput(QgsProcessingOutputString(self.PROVIDER, tr("onnxruntime provider used")))
+
+    def _add_advanced_parameters(self) -> None:
+        """The expert options: terrain (slope raster, minimum slope), test-time augmentation,
+        tiling, batch, device, bands, probability format, rescaling."""
+        self.add_slope_parameters()
+        self.addParameter(with_help(
+            QgsProcessingParameterBoolean(self.TTA, tr("Test-time augmentation (slower)"),
+                                          defaultValue=False),
+            "Scores every tile in its 8 orientations (rotations by 90 degrees and flips) and "
+            "averages the probabilities: a steadier map, and the model runs 8 times as long.",
+            advanced=True,
+        ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
                 self.TILE_SIZE, tr("Tile size (pixels, empty = model's default)"), type=INTEGER,
@@ -260,29 +304,6 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             "are mapped linearly onto the model's range instead, and the mapping is logged.",
             advanced=True,
         ))
-        self.addParameter(with_help(
-            QgsProcessingParameterRasterDestination(
-                self.OUTPUT_PROBABILITY, tr("Landslide probability"), optional=True,
-                createByDefault=True,
-            ),
-            "Probability of landslide per pixel (GeoTIFF). Optional.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterRasterDestination(
-                self.OUTPUT_MASK, tr("Landslide mask"), optional=True, createByDefault=True,
-            ),
-            "1 where the probability reaches the threshold, 0 elsewhere (GeoTIFF). Optional.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterVectorDestination(
-                self.OUTPUT_POLYGONS, tr("Landslide polygons"), type=VECTOR_POLYGON,
-                defaultValue="TEMPORARY_OUTPUT",
-            ),
-            "One polygon per landslide with area_m2, area_ha, perimeter_m, mean and max "
-            "probability and the model name (GeoPackage).",
-        ))
-        self.addOutput(QgsProcessingOutputNumber(self.POLYGON_COUNT, tr("Number of polygons")))
-        self.addOutput(QgsProcessingOutputString(self.PROVIDER, tr("onnxruntime provider used")))
 
     def checkParameterValues(
         self, parameters: dict[str, Any], context: QgsProcessingContext
@@ -330,6 +351,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
         probability_path = self.output_path(parameters, self.OUTPUT_PROBABILITY, context)
         mask_path = self.output_path(parameters, self.OUTPUT_MASK, context)
         polygons_path = self.output_path(parameters, self.OUTPUT_POLYGONS, context)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         if polygons_path is None:
             raise QgsProcessingException(
                 "OUTPUT_POLYGONS: no destination given; expected a GeoPackage path "
@@ -344,6 +366,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
                 probability_path=probability_path,
                 mask_path=mask_path,
                 polygons_path=polygons_path,
+                report_path=report_path,
                 threshold=threshold,
                 tile_size=tile_size,
                 overlap=overlap,
@@ -351,6 +374,8 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
                 device=device,
                 bands=bands,
                 dem=dem_path,
+                **self.slope_options(parameters, context),
+                tta=self.parameterAsBoolean(parameters, self.TTA, context),
                 probability_format=probability_format,
                 rescale=self.parameterAsBoolean(parameters, self.RESCALE, context),
                 **self.polygon_options(parameters, context),
@@ -371,6 +396,7 @@ class MapLandslidesAlgorithm(LandslideMapperAlgorithm):
             self.OUTPUT_PROBABILITY: probability_path if result.probability_path else None,
             self.OUTPUT_MASK: mask_path if result.mask_path else None,
             self.OUTPUT_POLYGONS: polygons_path,
+            self.OUTPUT_REPORT: report_path if result.report_path else None,
             self.POLYGON_COUNT: int(result.polygon_count),
             self.PROVIDER: str(result.provider),
         }

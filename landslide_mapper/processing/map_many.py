@@ -1,11 +1,16 @@
 """Algorithm ``landslide_mapper:map_many``: many rasters + model -> one merged landslide inventory.
 
 Runs the command line's batch code (:func:`landslide_mapper.core.batch.run.map_many`) on a local
-Dask cluster, with the toolbox's progress bar and cancel button.
+Dask cluster, with the toolbox's progress bar and cancel button. Dask distributed is installed with
+the engine's other packages ("Install Python packages"); without it the algorithm refuses with the
+same hint as for them. The workers are Python processes where this process can start them (see
+:func:`_worker_processes`), else threads of QGIS.
 """
 
 from __future__ import annotations
 
+import multiprocessing.spawn
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ from .algorithm import (
     tr,
     with_help,
 )
+from .dependencies import BATCH_MODULES, INSTALL_HINT, REQUIRED_MODULES, missing_modules
+from .host_python import VERSION_PROBE, _no_window
 from .map_landslides import CUSTOM_MODEL, model_options, model_path
 from .styling import style_on_completion
 
@@ -153,6 +160,9 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
     def checkParameterValues(self, parameters: dict[str, Any],
                              context: QgsProcessingContext) -> tuple[bool, str]:
         """Accept a model name or .onnx path for MODEL too, and check the model can be found."""
+        missing = missing_modules(REQUIRED_MODULES + BATCH_MODULES)
+        if missing:
+            return False, _missing_message(self.displayName(), ", ".join(missing))
         try:
             self._model(parameters, context)
         except (LandslideMapperError, QgsProcessingException) as exc:
@@ -168,12 +178,12 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         try:
+            import distributed  # noqa: F401  (imported by the batch code only when it runs)
+
             from ..core.batch.run import map_many
         except ImportError as exc:
             raise QgsProcessingException(
-                f"This algorithm needs Dask distributed, which QGIS's Python cannot import "
-                f"({exc}). Install it where the plugin's packages are: pip install "
-                "'dask[distributed]'.") from exc
+                _missing_message(self.displayName(), f"dask, distributed ({exc})")) from exc
 
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not layers:
@@ -185,13 +195,15 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
         threshold = self.optional_number(parameters, self.THRESHOLD, context, integer=False,
                                          unset_below=1e-9)
         progress, is_canceled, log = feedback_callbacks(feedback)
+        processes, why = _worker_processes()
+        feedback.pushInfo(f"Dask workers: {why}.")
         try:
             model = self._model(parameters, context)
             result = map_many(
                 rasters, str(model), out_dir, workers=workers,
                 crs=crs.toWkt() if crs.isValid() else None,
                 force=self.parameterAsBool(parameters, self.FORCE, context),
-                processes=_can_start_python_processes(), threshold=threshold,
+                processes=processes, threshold=threshold,
                 **self.polygon_options(parameters, context),
                 progress=progress, is_canceled=is_canceled, log=log)
         except LandslideMapperError as exc:
@@ -217,7 +229,35 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
                 self.POLYGON_COUNT: int(result.inventory_count)}
 
 
-def _can_start_python_processes() -> bool:
-    """Whether local workers can be Python processes: not inside the QGIS application (its
-    executable is QGIS, not Python); there they run as threads of QGIS."""
-    return Path(sys.executable).name.lower().startswith("python")
+def _missing_message(name: str, missing: str) -> str:
+    return f"{name} needs the Python package(s) {missing}, which cannot be imported. {INSTALL_HINT}"
+
+
+def _worker_processes() -> tuple[bool, str]:
+    """Whether the local workers can be Python processes, and why (one phrase for the log).
+
+    Worker processes are started by multiprocessing's spawn, running its executable
+    (``sys.executable``). In a plain Python that is the interpreter itself. In a program that
+    embeds Python it is whatever Python derived: QGIS on Windows reports its own executable
+    (``qgis-bin.exe``, which would start another QGIS); ``qgis_process.bin`` on Linux reports
+    the ``python3`` found on ``PATH`` (``/usr/bin/python3`` for Debian's QGIS), which is QGIS's
+    Python only when nothing else comes first on ``PATH``. So the executable must be a Python
+    that reports this very version; else the workers run as threads of QGIS.
+    """
+    executable = multiprocessing.spawn.get_executable()
+    if isinstance(executable, bytes):
+        executable = executable.decode()
+    if not executable or not Path(executable).name.lower().startswith("python"):
+        return False, (f"threads of this process ({executable or 'no executable'} is not a "
+                       "Python that can start worker processes)")
+    want = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    try:
+        done = subprocess.run([executable, "-c", VERSION_PROBE], capture_output=True, text=True,
+                              timeout=60, **_no_window())
+        found = done.stdout.strip() if done.returncode == 0 else "not starting"
+    except (OSError, subprocess.SubprocessError):
+        found = "not starting"
+    if found != want:
+        return False, (f"threads of this process ({executable} is Python {found}, not this "
+                       f"process's {want})")
+    return True, f"separate Python processes ({executable}, Python {want})"

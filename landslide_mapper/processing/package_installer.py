@@ -1,13 +1,15 @@
 """Installing the engine's Python packages with pip into the plugin's folder in the QGIS profile.
 
 The design (see ``docs/installer.md``): QGIS's own Python (found by :mod:`.host_python`) runs
-``pip install --target <profile>/python/landslide_mapper_deps/pyX.Y`` with the pins of
-``landslide_mapper/requirements.txt``; :func:`.dependencies.use_deps_folder` appends that folder to
+``pip install --target <profile>/python/landslide_mapper_deps/pyX.Y --no-deps --require-hashes``
+with the lock file for the host (:mod:`.locks`: exact versions and sha256 hashes, made from
+``landslide_mapper/requirements.txt``); :func:`.dependencies.use_deps_folder` appends that folder to
 ``sys.path`` at start-up, and :func:`.dependencies.load_native_packages` binds the compiled wheels
-to their own GEOS/GDAL/PROJ. QGIS's numpy is never replaced: pip is held to the very version QGIS
-loads (``-c``) and that copy is removed before the folder is used. pip writes into a temporary
-sibling folder that replaces the old one only when everything succeeded, so a failed or cancelled
-install leaves QGIS and the plugin as they were. Nothing here imports QGIS.
+to their own GEOS/GDAL/PROJ. QGIS's numpy is never replaced: the locks leave numpy out, and after
+pip the requirements of every installed package are checked against what QGIS's Python already
+has (:func:`.locks.host_conflicts`). pip writes into a temporary sibling folder that replaces the
+old one only when everything succeeded, so a failed, refused or cancelled install leaves QGIS and
+the plugin as they were. Nothing here imports QGIS.
 """
 
 from __future__ import annotations
@@ -30,15 +32,23 @@ from typing import Callable, Mapping, Sequence
 
 from ..core.errors import CancelledError
 from ..core.staging import temporary_sibling
-from .dependencies import missing_modules
+from .dependencies import BATCH_MODULES, REQUIRED_MODULES, missing_modules
 from .host_python import Host, _no_window
+from .locks import (
+    GPU_RUNTIME,
+    REQUIREMENTS,
+    conflicts_paragraph,
+    explain_hash_failure,
+    host_conflicts,
+    platform_key,
+    read_lock,
+    requirement_lines,
+    requirement_name,
+)
 
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements.txt"
 RECORD = "landslide_mapper_install.json"
-# Packages the QGIS Python loads itself: pip is held to QGIS's version and the copy is removed.
+# Packages the QGIS Python loads itself: never in the locks; a copy pip put there is removed.
 HOST_PACKAGES = ("numpy",)
-GPU_RUNTIME = "onnxruntime-gpu"
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 class InstallError(Exception):
@@ -51,39 +61,34 @@ class InstallPlan:
 
     python: list[str]
     target: Path
-    requirements: list[str]
+    requirements: list[str]  # the top-level requirements (what the summary names)
     host: Host
+    lock: Path  # what pip installs: exact versions and hashes (:mod:`.locks`)
     numpy_version: str | None = None
     wheels: Path | None = None
     index_url: str | None = None
     gpu_reason: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    # What QGIS's Python already has, found before the package folder (name -> version).
+    host_packages: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def runtime(self) -> str:
-        names = [requirement_name(r) for r in self.requirements]
-        return GPU_RUNTIME if GPU_RUNTIME in names else "onnxruntime"
-
-
-def requirement_name(line: str) -> str:
-    """The normalised project name of a requirement line (``onnxruntime-gpu>=1`` -> that name)."""
-    match = _REQ_NAME.match(line)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else ""
+        return read_lock(self.lock).runtime
 
 
 def read_requirements(
     path: Path = REQUIREMENTS, *, gpu: bool = False, host_numpy: str | None = None
 ) -> list[str]:
-    """The requirement lines of the shipped file, adapted to this QGIS.
+    """The top-level requirement lines of the shipped file, adapted to this QGIS: what the
+    install's summary names (pip installs the lock file, :mod:`.locks`).
 
     onnxruntime becomes onnxruntime-gpu with a GPU. With ``host_numpy`` (the numpy QGIS loads)
-    the numpy line is dropped: pip is held to that version by a constraint instead, since the
-    right numpy is whatever QGIS's GDAL bindings were built with.
+    the numpy line is dropped: QGIS's own numpy serves, the locks leave it out.
     """
     lines = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or (host_numpy and requirement_name(line) in HOST_PACKAGES):
+    for line in requirement_lines(path):
+        if host_numpy and requirement_name(line) in HOST_PACKAGES:
             continue
         if gpu and requirement_name(line) == "onnxruntime":
             line = GPU_RUNTIME + line[len("onnxruntime"):]
@@ -136,19 +141,20 @@ def pip_environment(environ: Mapping[str, str], *, isolated: bool) -> dict[str, 
     return env
 
 
-def pip_command(plan: InstallPlan, staging: Path, constraints: Path) -> list[str]:
-    """``python -m pip install --target STAGING ...`` for the plan."""
+def pip_command(plan: InstallPlan, staging: Path) -> list[str]:
+    """``python -m pip install --target STAGING ... -r LOCK`` for the plan."""
     command = [
         *plan.python, "-m", "pip", "install", "--target", str(staging),
         "--only-binary=:all:",  # never build from source: no compiler or GDAL headers needed
+        "--no-deps", "--require-hashes",  # exactly the lock's files: nothing else, nothing changed
         "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
-        "--progress-bar", "off", "--no-color", "-c", str(constraints),
+        "--progress-bar", "off", "--no-color",
     ]
     if plan.wheels is not None:
         command += ["--no-index", "--find-links", str(plan.wheels)]
     elif plan.index_url:
         command += ["--index-url", plan.index_url]
-    return command + list(plan.requirements)
+    return command + ["-r", str(plan.lock)]
 
 
 def installed_packages(folder: Path) -> dict[str, str]:
@@ -170,9 +176,11 @@ def read_record(target: Path) -> dict | None:
 def up_to_date(plan: InstallPlan) -> dict | None:
     """The earlier install's record when it already does what the plan asks, else None."""
     record = read_record(plan.target)
-    if not record or record.get("requirements") != list(plan.requirements):
+    if not record or record.get("lock_sha256") != read_lock(plan.lock).sha256:
         return None
-    if record.get("numpy") != plan.numpy_version or missing_modules():
+    if record.get("numpy") != plan.numpy_version:
+        return None
+    if missing_modules(REQUIRED_MODULES + BATCH_MODULES):
         return None
     return record
 
@@ -180,9 +188,9 @@ def up_to_date(plan: InstallPlan) -> dict | None:
 def describe(record: Mapping) -> str:
     """One line: what an install record says is installed."""
     packages = record.get("packages", {})
-    wanted = [requirement_name(r) for r in record.get("requirements", [])]
-    listed = ", ".join(f"{n} {packages[n]}{_shadowed(n, packages[n])}" for n in wanted
-                       if n in packages)
+    wanted = [n for n in (requirement_name(r) for r in record.get("requirements", []))
+              if n in packages] or sorted(packages)
+    listed = ", ".join(f"{n} {packages[n]}{_shadowed(n, packages[n])}" for n in wanted)
     numpy = record.get("numpy")
     kept = f"; QGIS's own numpy {numpy} is used" if numpy else ""
     return f"{listed} (in {record.get('target', '?')}){kept}"
@@ -216,13 +224,10 @@ def install(
         raise InstallError(
             f"The package folder {parent} cannot be created ({exc.strerror or exc}). Check that "
             "the QGIS profile folder is writable, then run the installer again.") from exc
-    # Hidden siblings marked with host and process id; those of killed runs are swept away.
+    lock = read_lock(plan.lock)
+    # A hidden sibling marked with host and process id; those of killed runs are swept away.
     staging = temporary_sibling(plan.target, "work")
-    constraints = temporary_sibling(parent / "constraints.txt", "work")
-    constraints.write_text(
-        "".join(f"{n}=={plan.numpy_version}\n" for n in HOST_PACKAGES if plan.numpy_version),
-        encoding="utf-8")
-    command = pip_command(plan, staging, constraints)
+    command = pip_command(plan, staging)
     log("Running: " + " ".join(_quote(c) for c in command))
     try:
         lines = run_pip(command, plan.env, log, progress, is_canceled)
@@ -232,10 +237,12 @@ def install(
         for name in HOST_PACKAGES if plan.numpy_version else ():  # QGIS's own copy serves
             for path in [staging / name, staging / f"{name}.libs", *staging.glob(f"{name}-*")]:
                 shutil.rmtree(path, ignore_errors=True)
+        _check_against_host(staging, lock, plan, log)
         record = {
             "python": plan.host.version_text, "platform": plan.host.platform,
             "interpreter": " ".join(plan.python), "requirements": list(plan.requirements),
-            "numpy": plan.numpy_version, "onnxruntime": plan.runtime,
+            "lock": lock.path.name, "lock_sha256": lock.sha256,
+            "numpy": plan.numpy_version, "onnxruntime": lock.runtime,
             "gpu": plan.gpu_reason, "target": str(plan.target),
             "source": str(plan.wheels or plan.index_url or "the configured package index"),
             "packages": installed_packages(staging),
@@ -248,9 +255,24 @@ def install(
         return record
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        constraints.unlink(missing_ok=True)
         if not any(parent.iterdir()):  # a first install that failed: leave no trace
             parent.rmdir()
+
+
+def _check_against_host(staging: Path, lock, plan: InstallPlan,
+                        log: Callable[[str], None]) -> None:
+    """Refuse a set of packages whose requirements QGIS's own packages (found first) break."""
+    problems = host_conflicts(staging, plan.host_packages)
+    if problems is None:
+        log("Requirements not checked against QGIS's own packages: this Python has neither "
+            "packaging nor pip's copy of it.")
+    elif problems:
+        raise InstallError(conflicts_paragraph(
+            problems, lock, platform_key(plan.host.platform, plan.host.machine),
+            plan.host.version_text, plan.numpy_version))
+    else:
+        log(f"Checked: every installed package's requirements are met, QGIS's own packages "
+            f"included{f' (numpy {plan.numpy_version})' if plan.numpy_version else ''}.")
 
 
 def run_pip(command: list[str], env: Mapping[str, str], log: Callable[[str], None],
@@ -345,6 +367,9 @@ def explain_failure(lines: Sequence[str], plan: InstallPlan, code: int) -> str:
     source = (f"the wheel folder {plan.wheels}" if plan.wheels else
               f"the package index {plan.index_url}" if plan.index_url else "the package index")
     unchanged = " Nothing was changed."
+    refused = explain_hash_failure(lines, plan.lock, source)
+    if refused:
+        return refused
     missing = re.search(r"No matching distribution found for ([^\s]+)", text)
     if "No module named pip" in text:
         return (f"pip is not available for QGIS's Python ({python}). Install it (Debian/Ubuntu: "

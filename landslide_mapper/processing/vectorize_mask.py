@@ -33,6 +33,9 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
     INPUT = "INPUT"
     THRESHOLD = "THRESHOLD"
     PROBABILITY = "PROBABILITY"
+    DEM = "DEM"
+    SLOPE = "SLOPE"
+    MIN_SLOPE = "MIN_SLOPE"
     MIN_AREA_M2 = "MIN_AREA_M2"
     FILL_HOLES_M2 = "FILL_HOLES_M2"
     SIMPLIFY_M = "SIMPLIFY_M"
@@ -57,6 +60,9 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
             "<p><b>Input</b>: a binary mask (1 = landslide), e.g. one you corrected by hand, or a "
             "probability raster (0–1, or 0–255 with its scale recorded); pixels at or above the "
             "threshold are landslide. Nodata pixels are never landslide.</p>"
+            "<p>With a <b>DEM</b> (any CRS and resolution) each polygon also gets its mean and "
+            "maximum slope (degrees) and lowest and highest elevation (metres), and <i>Minimum "
+            "mean slope</i> drops the polygons on flat ground.</p>"
             "<p>Areas are planar in a projected CRS and geodesic (on the ellipsoid) in a "
             "geographic one. Minimum area, hole filling and outline simplification clean the "
             "result as in <i>Map landslides</i>.</p>"
@@ -84,7 +90,14 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
             "Optional: a probability raster on the same grid; each polygon then gets its mean "
             "and max probability.",
         ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (for slope and elevation "
+                                                          "attributes)"), optional=True),
+            "Optional: a digital elevation model in metres, any CRS and resolution; each polygon "
+            "then gets slope_mean, slope_max (degrees, Horn's method), elev_min and elev_max.",
+        ))
         self.add_polygon_parameters()
+        self.add_slope_parameters()
         self.addParameter(with_help(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT_POLYGONS, tr("Landslide polygons"), type=VECTOR_POLYGON,
@@ -101,7 +114,7 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        from ..core.polygons.vectorize import vectorize_mask
+        from ..core.mapping.vectorizing import vectorize_with_terrain
 
         mask_path = self.raster_path(parameters, self.INPUT, context)
         probability_path = self.raster_path(parameters, self.PROBABILITY, context)
@@ -111,11 +124,14 @@ class VectorizeMaskAlgorithm(LandslideMapperAlgorithm):
                 "OUTPUT_POLYGONS: no destination given; expected a GeoPackage path "
                 "(or TEMPORARY_OUTPUT)."
             )
-        progress, is_canceled, _log = feedback_callbacks(feedback)
+        progress, is_canceled, log = feedback_callbacks(feedback)
         try:
-            result = vectorize_mask(
+            result = vectorize_with_terrain(
                 mask_path,
                 polygons_path,
+                dem=self.raster_path(parameters, self.DEM, context),
+                **self.slope_options(parameters, context),
+                log=log,
                 probability_path=probability_path,
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
                 **self.polygon_options(parameters, context),

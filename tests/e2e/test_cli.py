@@ -80,6 +80,7 @@ def test_vectorize_command(tmp_path, scene, model):
         ("too_few_bands", "band"),
         ("no_model_contract", "has no Landslide Mapper contract"),
         ("bad_tile", "multiple of 32"),
+        ("min_slope_without_dem", "Minimum slope 5 degrees"),
     ],
 )
 def test_bad_input_one_line_reason_and_exit_1(tmp_path, scene, model, case, fragment):
@@ -98,11 +99,32 @@ def test_bad_input_one_line_reason_and_exit_1(tmp_path, scene, model, case, frag
         onnx.save_model(m, str(model))
     elif case == "bad_tile":
         args += ["--tile-size", "100"]
+    elif case == "min_slope_without_dem":
+        args += ["--min-slope", "5"]
     res = run(*args)
     assert res.returncode == 1
     assert fragment in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "ls.gpkg").exists()
+
+
+def test_dem_slope_attributes_min_slope_and_tta(tmp_path, scene, model):
+    """Flat ground west of x = 500700 m (column 70), a 30-degree plane east of it: the big
+    square lies on the flat and is dropped by --min-slope, the small one is kept."""
+    x = 500000.0 + 10.0 * (np.arange(130) + 0.5)
+    z = np.where(x < 500700, 100.0, 100.0 + (x - 500700) * np.tan(np.radians(30.0)))
+    dem = make_raster(tmp_path / "dem.tif", np.tile(z, (150, 1)).astype(np.float32))
+    res = run("map", scene, "--model", model, "--dem", dem, "--min-slope", "10", "--tta",
+              "--polygons", tmp_path / "ls.gpkg", "--mask", tmp_path / "m.tif", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "(1 landslides); 1 dropped for a mean slope under 10 degrees (4.00 ha)" in res.stdout
+    with fiona.open(tmp_path / "ls.gpkg") as layer:
+        [small] = [f["properties"] for f in layer]
+    assert small["area_m2"] == 3600 and small["slope_mean"] == pytest.approx(30.0, abs=0.05)
+    res = run("vectorize", tmp_path / "m.tif", "--polygons", tmp_path / "v.gpkg", "--dem", dem,
+              "--min-slope", "10", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "1 landslides" in res.stdout and "1 dropped" in res.stdout
 
 
 def test_map_needs_an_output(scene, model):

@@ -3,15 +3,18 @@
 Every QGIS here is ``qgis_process.bin`` started with a clean environment (``env -i`` style: no
 project venv on ``PYTHONPATH``, a fresh ``QGIS_CUSTOM_CONFIG_PATH``), so the only Python packages
 it sees are the system Python's and what ``landslide_mapper:install_dependencies`` installs into
-the profile. Covered: the online install then mapping in a new process, a second run being a
-no-op, the offline install from a wheel folder (``pip download`` once, cached in
-``.cache/wheels``), a failing install (unreachable index) that leaves QGIS loading the plugin,
-and a wheel folder lacking a package. pip's HTTP cache lives in ``.cache/pip`` so repeated runs
-download nothing.
+the profile. Covered: the online install (the lock file for this host, hash-checked) then mapping
+one raster and many (``map_many`` on Dask) in new processes, a second run being a no-op, the
+offline install from a wheel folder (``pip download`` of the lock once, cached in
+``.cache/wheels`` under a name holding the hash of the requirements and the lock), a failing
+install (unreachable index) that leaves QGIS loading the plugin, a wheel folder lacking a
+package, and a wheel whose hash is not the lock's (refused, nothing installed). pip's HTTP cache
+lives in ``.cache/pip`` so repeated runs download nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,13 +27,16 @@ import fiona
 import numpy as np
 import pytest
 
+from landslide_mapper.processing.locks import find_lock, platform_key, read_lock
 from tests.support import REPO, make_raster, shared_data
+from tests.unit.test_installer import sha256, tiny_wheel, write_lock
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 QGIS_PYTHON = "/usr/bin/python3"  # the interpreter whose library QGIS embeds (Debian's QGIS)
 CACHE = REPO / ".cache"
 INSTALL = "landslide_mapper:install_dependencies"
 MAP = "landslide_mapper:map_landslides"
+MAP_MANY = "landslide_mapper:map_many"
 
 pytestmark = [
     pytest.mark.qgis,
@@ -107,23 +113,35 @@ def plugin_zip(tmp_path_factory) -> Path:
     return path
 
 
+def host_lock(variant: str = "cpu") -> Path:
+    """The plugin's lock file for QGIS's Python on this machine."""
+    version = _system_python("import sys; print('%d.%d' % sys.version_info[:2])")
+    machine = _system_python("import platform; print(platform.machine())")
+    return find_lock(platform_key("linux", machine), version, variant)
+
+
 @pytest.fixture(scope="session")
 def wheel_folder() -> Path:
-    """Wheels of the pinned packages for QGIS's Python, numpy held to QGIS's own version.
+    """The wheels of the CPU lock file for QGIS's Python, as an offline install uses them.
 
-    Made once with ``pip download`` (as a user prepares an offline install on a connected
-    machine) and kept in ``.cache/wheels``; skipped with the reason when pip cannot download.
+    Made once with ``pip download`` of the lock (as a user prepares an offline install on a
+    connected machine) and kept in ``.cache/wheels``, in a folder named after the hash of the
+    requirements and the lock, so a changed requirement set downloads again; skipped with the
+    reason when pip cannot download.
     """
     numpy = _system_python("import numpy; print(numpy.__version__)")
     version = _system_python("import sys; print('%d.%d' % sys.version_info[:2])")
-    folder = CACHE / "wheels" / f"py{version}-numpy{numpy}"
+    lock = host_lock()
+    digest = hashlib.sha256((REPO / "landslide_mapper" / "requirements.txt").read_bytes()
+                            + lock.read_bytes()).hexdigest()[:12]
+    folder = CACHE / "wheels" / f"py{version}-numpy{numpy}-{digest}"
     if (folder / "COMPLETE").is_file():
         return folder
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     done = subprocess.run(
-        [QGIS_PYTHON, "-m", "pip", "download", "--only-binary=:all:", "-d", str(partial),
-         "-r", str(REPO / "landslide_mapper" / "requirements.txt"), f"numpy=={numpy}"],
+        [QGIS_PYTHON, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+         "--require-hashes", "-d", str(partial), "-r", str(lock)],
         capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         pytest.skip(f"pip download failed, no wheel folder: {done.stderr.strip()[-300:]}")
@@ -174,9 +192,15 @@ def test_online_install_then_map_in_a_new_process(installed, tmp_path):
     assert done.returncode == 0, done.output[-3000:]
     assert "Installed: rasterio" in done.output
     assert "onnxruntime: CPU build" in done.output or "onnxruntime: GPU build" in done.output
+    assert "--require-hashes" in done.output and "--no-deps" in done.output
     record = _record(qgis)
-    assert {"rasterio", "onnxruntime", "onnx", "shapely", "fiona", "affine"} <= set(
-        record["packages"]) or {"onnxruntime-gpu"} <= set(record["packages"])
+    assert {"rasterio", "onnx", "shapely", "fiona", "affine", "dask", "distributed"} <= set(
+        record["packages"])
+    lock = read_lock(host_lock("gpu" if record["onnxruntime"] == "onnxruntime-gpu" else "cpu"))
+    assert (record["lock"], record["lock_sha256"]) == (lock.path.name, lock.sha256)
+    assert record["packages"] == lock.packages  # exactly the lock: nothing more, nothing else
+    assert "Checked: every installed package's requirements are met, QGIS's own packages " \
+        "included" in done.output
     assert record["packages"]["affine"].split(".")[0] != "3"
     # QGIS's own numpy is never replaced: no numpy in the plugin's folder.
     assert not list(qgis.deps.glob("numpy*"))
@@ -229,9 +253,58 @@ def test_iburi_scene_mapped_after_install(installed, tmp_path):
     assert map_with(qgis, raster, "sentinel2-rgb", tmp_path / "iburi.gpkg") > 0
 
 
+def test_map_many_runs_on_dask_after_install(installed, tmp_path):
+    """The installer brings Dask distributed: map_many maps two rasters in a new qgis_process,
+    its workers separate Python processes (qgis_process's executable is QGIS's python3)."""
+    qgis, done = installed
+    assert done.returncode == 0
+    for side in ("east", "west"):
+        (tmp_path / side).mkdir()
+    scenes = [small_scene(tmp_path / side) for side in ("east", "west")]
+    out = tmp_path / "many"
+    run = qgis.run("run", MAP_MANY, "--", *(f"INPUT={s}" for s in scenes), "MODEL=aerial-rgb",
+                   "WORKERS=2", f"OUTPUT_FOLDER={out}")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "Dask workers: separate Python processes (/usr/bin/python3, Python 3." in run.output
+    results = dict(line.split(":\t", 1) for line in run.stdout.splitlines() if ":\t" in line)
+    assert (results["MAPPED"], results["FAILED"]) == ("2", "0"), run.output[-3000:]
+    with fiona.open(results["OUTPUT_POLYGONS"]) as src:
+        sources = sorted({f["properties"]["source"] for f in src})
+        count = len(src)
+    assert sources == sorted(str(s) for s in scenes) and count == int(results["POLYGON_COUNT"])
+    assert count >= 2
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 2 and all(f.startswith("scene-") for f in folders)
+    assert (out / "summary.csv").is_file()
+
+
+def test_a_wheel_whose_hash_is_not_the_locks_is_refused(tmp_path, plugin_zip):
+    """A lock of one small package and a wheel folder serving another file of the same name and
+    version (rebuilt, tampered): refused with the paragraph, nothing installed; the released file
+    then installs."""
+    released = tiny_wheel(tmp_path / "released", "lm_probe")
+    lock = write_lock(tmp_path / "lock", {"lm-probe==1.0": sha256(released)},
+                      name="tiny-lock.txt")
+    tampered = tiny_wheel(tmp_path / "wheels", "lm_probe", value=666)
+    qgis = fresh_qgis(tmp_path / "profile", plugin_zip)
+    done = qgis.run("run", INSTALL, "--", f"WHEELS={tampered.parent}", f"LOCK={lock}")
+    assert done.returncode != 0
+    assert "--no-index" in done.output and "--require-hashes" in done.output
+    assert (f"Refused: the wheel folder {tampered.parent} offered a file that is not the one the "
+            f"lock file tiny-lock.txt lists, for lm-probe==1.0 (lm_probe-1.0-py3-none-any.whl: "
+            f"sha256 {sha256(tampered)[:16]}…, the lock lists {sha256(released)[:16]}…).") \
+        in done.output
+    assert "Nothing was changed." in done.output
+    assert not qgis.deps.parent.exists()
+    shutil.copy(released, tampered)
+    accepted = qgis.run("run", INSTALL, "--", f"WHEELS={tampered.parent}", f"LOCK={lock}")
+    assert "Installed: lm-probe 1.0" in accepted.output, accepted.output[-3000:]
+    assert (qgis.deps / "lm_probe.py").read_text() == "VALUE = 42\n"
+
+
 def test_offline_install_from_a_wheel_folder_alone(tmp_path, plugin_zip, wheel_folder):
     qgis = fresh_qgis(tmp_path / "offline", plugin_zip)
-    done = qgis.run("run", INSTALL, "--", f"WHEELS={wheel_folder}")
+    done = qgis.run("run", INSTALL, "--", f"WHEELS={wheel_folder}", "RUNTIME=cpu")
     assert done.returncode == 0, done.output[-3000:]
     assert "--no-index" in done.output and f"Looking in links: {wheel_folder}" in done.output
     assert "Looking in indexes" not in done.output
@@ -246,9 +319,10 @@ def test_wheel_folder_lacking_a_package_names_it(tmp_path, plugin_zip, wheel_fol
         if not wheel.name.startswith("onnx-"):
             (partial / wheel.name).symlink_to(wheel)
     qgis = fresh_qgis(tmp_path / "profile", plugin_zip)
-    done = qgis.run("run", INSTALL, "--", f"WHEELS={partial}")
+    done = qgis.run("run", INSTALL, "--", f"WHEELS={partial}", "RUNTIME=cpu")
     assert done.returncode != 0
-    assert f"No installable wheel of onnx>=1.14 was found in the wheel folder {partial}" \
+    onnx = read_lock(host_lock()).packages["onnx"]
+    assert f"No installable wheel of onnx=={onnx} was found in the wheel folder {partial}" \
         in done.output
     assert not qgis.deps.exists()
 

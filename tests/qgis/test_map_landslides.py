@@ -500,3 +500,33 @@ def test_values_off_the_model_range_are_refused_unless_rescaled(provider, scene,
     assert not list(out_dir.iterdir())
     result = run(dict(params, RESCALE=True))
     assert result["POLYGON_COUNT"] == 2
+
+
+def test_dem_gives_polygons_their_slope_and_minimum_slope_drops_the_flat_one(
+        provider, scene, model, tmp_path, out_dir):
+    """An RGB model with a DEM: flat west of column 50, a 30-degree plane east of it. The big
+    rectangle (columns 20-40) lies on the flat, the small one (columns 60-68) on the plane."""
+    x = 500000.0 + 10.0 * (np.arange(COLS) + 0.5)
+    z = np.where(x < 500500, 100.0, 100.0 + (x - 500500) * np.tan(np.radians(30.0)))
+    dem = make_raster(tmp_path / "dem.tif", np.tile(z, (ROWS, 1)).astype(np.float32))
+    params = {"INPUT": str(scene), "MODEL": str(model), "DEM": str(dem),
+              "OUTPUT_POLYGONS": str(out_dir / "all.gpkg")}
+    result = run(params)
+    slopes = sorted((f["slope_mean"], f["elev_min"] <= f["elev_max"])
+                    for f in features(result["OUTPUT_POLYGONS"]))
+    assert [s for s, _ in slopes] == [pytest.approx(0.0, abs=0.05), pytest.approx(30.0, abs=0.05)]
+    assert all(ordered for _, ordered in slopes)
+
+    feedback = QgsProcessingFeedback()
+    logged = []
+    feedback.pushInfo = logged.append
+    result = run(dict(params, MIN_SLOPE=10.0, TTA=True,
+                      OUTPUT_POLYGONS=str(out_dir / "steep.gpkg")), feedback=feedback)
+    assert result["POLYGON_COUNT"] == 1
+    [steep] = features(result["OUTPUT_POLYGONS"])
+    assert steep["area_m2"] == pytest.approx(rect_area_m2(SMALL))
+    assert any("1 polygon (" in line and "dropped" in line for line in logged)
+    assert any("Test-time augmentation" in line for line in logged)
+    del params["DEM"]
+    with pytest.raises(QgsProcessingException, match="Minimum slope"):
+        run(dict(params, MIN_SLOPE=10.0))

@@ -67,3 +67,40 @@ def test_bad_model_is_refused_before_running(provider, scenes, tmp_path):
     with pytest.raises(QgsProcessingException, match="nope.onnx"):
         processing.run(ALG, {"INPUT": scenes, "MODEL": str(tmp_path / "nope.onnx"),
                              "OUTPUT_FOLDER": str(tmp_path / "out")})
+
+
+def test_without_dask_it_refuses_with_the_installer_hint(provider, scenes, model, tmp_path,
+                                                         monkeypatch):
+    from landslide_mapper.processing import map_many
+    from landslide_mapper.processing.dependencies import INSTALL_HINT
+
+    monkeypatch.setattr(map_many, "missing_modules",
+                        lambda names: [n for n in names if n in ("dask", "distributed")])
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {"INPUT": scenes, "MODEL": str(model),
+                             "OUTPUT_FOLDER": str(tmp_path / "out")})
+    assert ("Map landslides (many rasters) needs the Python package(s) dask, distributed, which "
+            f"cannot be imported. {INSTALL_HINT}") in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_are_processes_only_with_a_python_of_this_version(monkeypatch, tmp_path):
+    import multiprocessing.spawn
+    import sys
+
+    from landslide_mapper.processing import map_many
+
+    monkeypatch.setattr(multiprocessing.spawn, "get_executable", lambda: sys.executable)
+    assert map_many._worker_processes() == (True, (
+        f"separate Python processes ({sys.executable}, Python {sys.version_info[0]}."
+        f"{sys.version_info[1]})"))
+    monkeypatch.setattr(multiprocessing.spawn, "get_executable",
+                        lambda: r"C:\OSGeo4W\bin\qgis-bin.exe")
+    processes, why = map_many._worker_processes()
+    assert not processes and "qgis-bin.exe is not a Python" in why
+    other = tmp_path / "python3"  # a python3 of another version first on PATH
+    other.write_text("#!/bin/sh\necho 3.7\n")
+    other.chmod(0o755)
+    monkeypatch.setattr(multiprocessing.spawn, "get_executable", lambda: str(other))
+    processes, why = map_many._worker_processes()
+    assert not processes and f"{other} is Python 3.7, not this process's" in why

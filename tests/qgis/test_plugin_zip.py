@@ -75,6 +75,7 @@ def test_zip_layout(plugin_zip):
     # The training module ships for the training environment's Python, never imported by QGIS.
     assert "landslide_mapper/training/cli.py" in names
     assert "landslide_mapper/requirements.txt" in names
+    assert "landslide_mapper/locks/linux_x86_64-py3.11-cpu.txt" in names  # what the installer uses
 
 
 def test_metadata_is_complete_and_parses_as_qgis_reads_it(plugin_zip):

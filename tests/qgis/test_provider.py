@@ -20,16 +20,17 @@ ALGORITHMS = {
 ADVANCED = {
     "landslide_mapper:map_landslides": {
         "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "FILL_HOLES_M2", "BANDS",
-        "PROBABILITY_FORMAT", "RESCALE",
+        "PROBABILITY_FORMAT", "RESCALE", "SLOPE", "MIN_SLOPE", "TTA",
     },
     "landslide_mapper:map_many": {"WORKERS", "FORCE", "FILL_HOLES_M2"},
-    "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2"},
+    "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2", "SLOPE", "MIN_SLOPE"},
     "landslide_mapper:prepare_sentinel2_stack": {"B10_FILL"},
     "landslide_mapper:export_training_chips": {"BLOCK_SIZE", "SEED", "BANDS"},
     "landslide_mapper:train_model": {"BATCH_SIZE", "LEARNING_RATE", "DEVICE", "THREADS",
                                      "MAX_STEPS"},
     "landslide_mapper:evaluate_landslides": {"PIXEL_SIZE"},
-    "landslide_mapper:install_dependencies": {"RUNTIME", "INDEX_URL", "PYTHON", "REINSTALL"},
+    "landslide_mapper:install_dependencies": {"RUNTIME", "INDEX_URL", "PYTHON", "REINSTALL",
+                                              "LOCK"},
 }
 
 
@@ -66,18 +67,19 @@ def test_map_landslides_parameters_and_outputs(provider):
     assert set(params) == {
         "INPUT", "DEM", "MODEL", "MODEL_FILE", "THRESHOLD", "TILE_SIZE", "OVERLAP", "BATCH_SIZE",
         "DEVICE", "MIN_AREA_M2", "SIMPLIFY_M", "FILL_HOLES_M2", "BANDS", "PROBABILITY_FORMAT",
-        "RESCALE", "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
+        "RESCALE", "OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS", "SLOPE", "MIN_SLOPE",
+        "TTA", "OUTPUT_REPORT",
     }
     optional = {n for n, p in params.items()
                 if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
     assert {"DEM", "THRESHOLD", "TILE_SIZE", "OVERLAP", "MODEL_FILE", "BANDS",
-            "OUTPUT_PROBABILITY", "OUTPUT_MASK"} <= optional
+            "OUTPUT_PROBABILITY", "OUTPUT_MASK", "SLOPE", "OUTPUT_REPORT"} <= optional
     assert "OUTPUT_POLYGONS" not in optional and "INPUT" not in optional
     assert params["MODEL"].options()[-1] == "Custom .onnx file…"
     assert params["DEVICE"].options() == ["auto", "cpu", "cuda"]
     outputs = {o.name() for o in alg.outputDefinitions()}
     assert outputs == {"OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS",
-                       "POLYGON_COUNT", "PROVIDER"}
+                       "OUTPUT_REPORT", "POLYGON_COUNT", "PROVIDER"}
     assert provider.defaultVectorFileExtension(True) == "gpkg"
     assert provider.defaultRasterFileExtension() == "tif"
 
@@ -86,7 +88,7 @@ def test_vectorize_mask_parameters_and_outputs(provider):
     alg = QgsApplication.processingRegistry().algorithmById("landslide_mapper:vectorize_mask")
     assert {p.name() for p in alg.parameterDefinitions()} == {
         "INPUT", "THRESHOLD", "PROBABILITY", "MIN_AREA_M2", "FILL_HOLES_M2", "SIMPLIFY_M",
-        "OUTPUT_POLYGONS",
+        "OUTPUT_POLYGONS", "DEM", "SLOPE", "MIN_SLOPE",
     }
     assert {o.name() for o in alg.outputDefinitions()} == {
         "OUTPUT_POLYGONS", "POLYGON_COUNT", "TOTAL_AREA_M2"}

@@ -133,3 +133,24 @@ def test_geojson_output(provider, mask, out_dir):
     assert result["POLYGON_COUNT"] == 2
     assert [r["area_m2"] for r in areas(result["OUTPUT_POLYGONS"])] == pytest.approx(
         [SQUARE_M2, RING_M2 - HOLE_M2])
+
+
+def test_dem_gives_slope_and_elevation_and_minimum_slope_drops_flat_polygons(
+        provider, mask, tmp_path, out_dir):
+    """DEM flat west of column 7, a 30-degree plane east of it: the square lies on the flat,
+    the ring on the plane."""
+    x = 500000.0 + 10.0 * (np.arange(20) + 0.5)
+    z = np.where(x < 500070, 100.0, 100.0 + (x - 500070) * np.tan(np.radians(30.0)))
+    dem = make_raster(tmp_path / "dem.tif", np.tile(z, (20, 1)).astype(np.float32))
+    result = run({"INPUT": str(mask), "DEM": str(dem), "OUTPUT_POLYGONS": str(out_dir / "a.gpkg")})
+    square, ring = areas(result["OUTPUT_POLYGONS"])
+    assert square["slope_mean"] == 0.0 and ring["slope_mean"] == pytest.approx(30.0, abs=0.05)
+    assert square["elev_min"] == square["elev_max"] == 100.0
+    assert ring["elev_max"] > ring["elev_min"] > 100.0
+    result = run({"INPUT": str(mask), "DEM": str(dem), "MIN_SLOPE": 10.0,
+                  "OUTPUT_POLYGONS": str(out_dir / "b.gpkg")})
+    assert result["POLYGON_COUNT"] == 1
+    [kept] = areas(result["OUTPUT_POLYGONS"])
+    assert kept["area_m2"] == RING_M2 - HOLE_M2
+    with pytest.raises(QgsProcessingException, match="Minimum slope"):
+        run({"INPUT": str(mask), "MIN_SLOPE": 10.0, "OUTPUT_POLYGONS": str(out_dir / "c.gpkg")})

@@ -39,7 +39,7 @@ def test_resume_continues_from_the_last_epoch(tiles, trained_run, tmp_path):
     fit(tiny_config(tiles, epochs=3), resume=run / "last.pt", progress=False)
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 3
 
 
@@ -47,8 +47,8 @@ def test_same_seed_same_weights(tiles, tmp_path):
     cfg = tiny_config(tiles, epochs=1, max_steps_per_epoch=2)
     a = fit(cfg, run_dir=tmp_path / "a", progress=False)
     b = fit(cfg, run_dir=tmp_path / "b", progress=False)
-    sa = torch.load(a / "last.pt", weights_only=False)["model"]
-    sb = torch.load(b / "last.pt", weights_only=False)["model"]
+    sa = torch.load(a / "last.pt", weights_only=True)["model"]
+    sb = torch.load(b / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -58,7 +58,7 @@ def test_export_writes_a_valid_contract_and_matches_torch(trained_run, tmp_path)
     assert err < 1e-4
     back = read_contract(out)
     assert back == contract
-    ckpt = torch.load(trained_run / "best.pt", weights_only=False)
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
     assert [b.name for b in back.bands] == ["red", "green", "blue"]
     assert [b.mean for b in back.bands] == pytest.approx(ckpt["mean"])
     assert back.tile_size == 64 and back.output_kind == "sigmoid_logit"
@@ -227,7 +227,7 @@ def test_transfer_from_an_rgb_checkpoint_maps_channels(trained_run, tiles):
     cfg = load_config(tiny_config(tiles))
     model = make_model(cfg, 5)
     loaded = transfer_weights(model, trained_run / "best.pt", [(4, 0), (2, 1)])
-    src = torch.load(trained_run / "best.pt", weights_only=False)["model"]
+    src = torch.load(trained_run / "best.pt", weights_only=True)["model"]
     first = next(k for k, v in src.items() if v.dim() == 4)  # the first convolution
     w = model.state_dict()[first]
     assert first in loaded and w.shape[1] == 5

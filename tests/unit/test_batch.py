@@ -246,15 +246,16 @@ def test_row_blocks_and_the_batches_a_block_needs():
     assert rows == {48, 86}  # the overlap of the tile row at 48 is the block's margin
 
 
-@pytest.mark.parametrize("split_rows, kind, fmt", [(37, "conv3", "float32"), (64, "conv3", "uint8"),
-                                                    (13, "linear", "float32")])
-def test_split_rows_equals_single_run_pixel_for_pixel(tmp_path, split_rows, kind, fmt):
+@pytest.mark.parametrize("split_rows, kind, fmt, tta", [
+    (37, "conv3", "float32", False), (64, "conv3", "uint8", False),
+    (13, "linear", "float32", False), (37, "conv3", "float32", True)])
+def test_split_rows_equals_single_run_pixel_for_pixel(tmp_path, split_rows, kind, fmt, tta):
     src = scene(tmp_path / "scene.tif", 5)
     model = tmp_path / f"{kind}.onnx"
     build_dummy_model(model, kind=kind, weights=W, bias=B, tile_size=64, overlap=24)
     one, split = tmp_path / "one", tmp_path / "split"
     one.mkdir(), split.mkdir()
-    opts = {"batch_size": 3, "probability_format": fmt}
+    opts = {"batch_size": 3, "probability_format": fmt, "tta": tta}
     single = map_landslides(src, model, probability_path=one / "p.tif", mask_path=one / "m.tif",
                             polygons_path=one / "l.gpkg", **opts)
     with open_cluster(None, 8, workers=2, model_threads=1, processes=False) as info:

@@ -44,7 +44,7 @@ from .tasks import (
 INVENTORY = "landslides.gpkg"
 SUMMARY = "summary.csv"
 MAP_OPTIONS = ("threshold", "tile_size", "overlap", "batch_size", "device", "bands", "dem",
-               "slope", "probability_format", "min_area_m2", "fill_holes_m2", "simplify_m")
+               "slope", "probability_format", "min_area_m2", "fill_holes_m2", "simplify_m", "tta")
 _SPLIT_TASKS = 1 << 20  # a split run has as many tasks as blocks: size the cluster to the cores
 
 
@@ -114,8 +114,9 @@ def map_many(
                          "them to the rasters first ('landslide-mapper prepare --dem'), or map "
                          "without --split-rows.")
     out = _prepare_out_dir(out_dir)
+    # tta only when on: the settings of runs made before it existed still match
     options = {k: (str(v) if k in ("dem", "slope") and v is not None else v)
-               for k, v in map_options.items()}
+               for k, v in map_options.items() if k != "tta" or v}
     # Split or not, the outputs are the same: split_rows is not part of the settings.
     settings = {i.name: run_settings(i.raster, models[i.name], options) for i in items}
     outcomes: dict[str, RasterOutcome] = {}

@@ -69,14 +69,16 @@ def block_batches(grid: TileGrid, batch_size: int, r0: int, r1: int) -> list[lis
 
 def map_rows(raster: str, model: str, indexes: Sequence[int], tile: int, overlap: int,
              batch_size: int, device: str, model_threads: int | None, r0: int, r1: int,
-             part_path: str, cancel_event: str | None = None) -> int:
+             part_path: str, cancel_event: str | None = None, tta: bool = False) -> int:
     """On a worker: blended probabilities of rows ``[r0, r1)`` into ``part_path`` (band 1 the
-    probability, NaN where not scored; band 2 the validity, 1 or 0). Returns the tiles run."""
+    probability, NaN where not scored; band 2 the validity, 1 or 0; ``tta``: each batch scored
+    in the 8 orientations, as a single run does). Returns the tiles run."""
     import rasterio
 
     from ..contract import read_contract
     from ..models.registry import resolve_model
-    from ..models.runtime import create_session, run_batch, to_probability
+    from ..mapping.tta import score_batch
+    from ..models.runtime import create_session, to_probability
     from .cluster import cancel_flag, worker_model_threads
 
     is_canceled = cancel_flag(cancel_event) if cancel_event else (lambda: False)
@@ -110,7 +112,8 @@ def map_rows(raster: str, model: str, indexes: Sequence[int], tile: int, overlap
                 valid = np.empty((len(batch), tile, tile), bool)
                 for k, t in enumerate(batch):
                     valid[k] = reader.read_tile(t.row, t.col, tile, buf[k])
-                prob = to_probability(run_batch(session, buf[:len(batch)]), contract.output_kind)
+                prob = to_probability(*score_batch(session, buf[:len(batch)],
+                                                   contract.output_kind, tta))
                 for k, t in enumerate(batch):
                     if touches(t, grid, r0, r1):
                         acc.add(t, prob[k], valid[k])
@@ -123,7 +126,7 @@ def map_split(raster, model, client, cancel_event: str, split_rows: int, *,
               overlap: int | None = None, batch_size: int = 4, device: str = "auto",
               model_threads: int | None = None, bands: Sequence[int] | None = None,
               probability_format: str = "float32", min_area_m2: float = 0.0,
-              fill_holes_m2: float = 0.0, simplify_m: float = 0.0,
+              fill_holes_m2: float = 0.0, simplify_m: float = 0.0, tta: bool = False,
               progress: Callable[[float], None] | None = None,
               is_canceled: Callable[[], bool] | None = None,
               log: Callable[[str], None] | None = None) -> tuple[int, float]:
@@ -162,7 +165,8 @@ def map_split(raster, model, client, cancel_event: str, split_rows: int, *,
         parts = [parts_dir / f"rows-{r0:09d}.tif" for r0, _ in blocks]
         futures = [client.submit(map_rows, str(raster), worker_model_ref(model, model_path),
                                  mapping.indexes, tile, ovl, batch_size, device,
-                                 model_threads, r0, r1, str(part), cancel_event, pure=False)
+                                 model_threads, r0, r1, str(part), cancel_event, tta,
+                                 pure=False)
                    for (r0, r1), part in zip(blocks, parts)]
         wait_all(futures, client, cancel_event, is_canceled, lambda f: report(0.8 * f))
         for f in futures:

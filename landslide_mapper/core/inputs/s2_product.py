@@ -2,10 +2,11 @@
 
 Sources read:
 
-* a Level-1C or Level-2A product: its ``.SAFE`` folder or the ``.zip`` holding it (read through
-  GDAL's ``/vsizip/``); band files are taken from ``GRANULE/*/IMG_DATA`` (the finest resolution of
-  each band for Level-2A, e.g. ``R10m/..._B02_10m.jp2``), the metadata from ``MTD_MSIL1C.xml`` /
-  ``MTD_MSIL2A.xml``;
+* a Level-1C or Level-2A product: its ``.SAFE`` folder or the ``.zip`` holding it (read in place
+  through GDAL's ``/vsizip/``, nothing extracted; members whose names lead outside the product,
+  ``/x``, ``C:``, ``..``, or links, are ignored with a note); band files are taken from
+  ``GRANULE/*/IMG_DATA`` (the finest resolution of each band for Level-2A, e.g.
+  ``R10m/..._B02_10m.jp2``), the metadata from ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``;
 * a folder, or a list, of band files (JP2 or GeoTIFF), the band read from the file name
   (``..._B02.jp2``, ``..._B02_10m.jp2``, ``B2.tif``, ``scene.B8A.tif``); an ``MTD_MSI*.xml`` in
   the folder is read when present;
@@ -33,10 +34,11 @@ user); :func:`open_band` opens one band's file.
 from __future__ import annotations
 
 import re
+import stat
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Sequence
 
 import rasterio
@@ -218,9 +220,11 @@ def _from_safe_folder(path: Path, label: str, mtd: list[Path]) -> ProductInfo:
 
 
 def _from_zip(path: Path, label: str) -> ProductInfo:
+    """A zipped product, read in place: the metadata into memory, the bands through /vsizip/
+    (nothing is extracted). Members whose names lead outside the archive are ignored, noted."""
     try:
         with zipfile.ZipFile(path) as z:
-            names = z.namelist()
+            names, ignored = _safe_members(z.infolist())
             mtd = [n for n in names if re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n)]
             meta = parse_product_metadata(z.read(mtd[0]), f"{path}!{mtd[0]}") if mtd else None
     except zipfile.BadZipFile as exc:
@@ -238,7 +242,28 @@ def _from_zip(path: Path, label: str) -> ProductInfo:
     if meta is None:
         raise InputError(f"{label}: the zip has no MTD_MSIL1C.xml / MTD_MSIL2A.xml; expected a "
                          "zipped .SAFE product.")
-    return _product(label, _pick(found, label), meta)
+    info = _product(label, _pick(found, label), meta)
+    if ignored:
+        shown = ", ".join(repr(n) for n in ignored[:5]) + (" ..." if len(ignored) > 5 else "")
+        info.messages.insert(0, (
+            f"{label}: {len(ignored)} zip member(s) ignored, as their names lead outside the "
+            f"product (absolute, with a drive, '..' or a link): {shown}; only members inside "
+            "the product are read."))
+    return info
+
+
+def _safe_members(members: Sequence[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
+    """Member names to read, and those ignored: an absolute name (``/x``, ``\\x``), a drive
+    (``C:``), a ``..`` part (``/`` or ``\\`` separating), or a symbolic link."""
+    kept, ignored = [], []
+    for m in members:
+        win = PureWindowsPath(m.filename)
+        link = stat.S_ISLNK(m.external_attr >> 16)
+        if m.filename.startswith(("/", "\\")) or win.drive or ".." in win.parts or link:
+            ignored.append(m.filename)
+        else:
+            kept.append(m.filename)
+    return kept, ignored
 
 
 def _from_raster(path: Path, label: str) -> ProductInfo:

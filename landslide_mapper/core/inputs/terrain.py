@@ -249,17 +249,15 @@ def _check_dem(ds, source: str) -> None:
 
 def terrain_kind(name: str) -> str | None:
     """``slope_deg`` or ``dem_m`` when a band name means slope or elevation, else None."""
-    keys = band_keys(name)
-    if keys & _SLOPE_KEYS:
-        return SLOPE_BAND
-    if keys & _DEM_KEYS:
-        return DEM_BAND
-    return None
+    return _kind_of(band_keys(name))
 
 
 def spec_terrain_kind(spec: BandSpec) -> str | None:
     """``slope_deg`` or ``dem_m`` when a model band (its name or an alias) means slope or elevation."""
-    keys = spec_keys(spec)
+    return _kind_of(spec_keys(spec))
+
+
+def _kind_of(keys: set[str]) -> str | None:
     if keys & _SLOPE_KEYS:
         return SLOPE_BAND
     if keys & _DEM_KEYS:
@@ -378,6 +376,33 @@ def augment_with_terrain(input_path, dem_path, contract, workdir, slope_path=Non
     return vrt
 
 
+def terrain_sources(input_path, dem_path, workdir, slope_path=None,
+                    is_canceled: Callable[[], bool] | None = None) -> tuple[Path | None,
+                                                                           Path | None]:
+    """(slope, elevation) rasters for the polygons of ``input_path`` (each None when not given).
+
+    The slope is ``slope_path`` as given, else computed by Horn's method on the DEM's own grid
+    into ``workdir`` (as :func:`augment_with_terrain` does before warping); both stay in their
+    own CRS and resolution, read on the mask's grid by :mod:`..polygons.terrain_stats`. Each
+    must be georeferenced and overlap the input raster.
+    """
+    if dem_path is None and slope_path is None:
+        return None, None
+    source = f"Input raster {input_path}"
+    with open_input(input_path) as ds:
+        check_georeferenced(ds, source)
+        crs, bounds = ds.crs, ds.bounds
+    for label, given in (("DEM", dem_path), ("Slope raster", slope_path)):
+        if given is not None:
+            with open_input(given, label) as src:
+                _check_dem(src, f"{label} {given}")
+                check_overlap(crs, bounds, src, source, f"{label} {given}")
+    if slope_path is None:
+        slope_path = compute_slope(dem_path, Path(workdir) / f"{Path(dem_path).stem}.slope.tif",
+                                   is_canceled=is_canceled)
+    return Path(slope_path), None if dem_path is None else Path(dem_path)
+
+
 def _masked_without_nodata(flags) -> bool:
     """True when a band's invalid pixels come from an alpha band or a mask, not a nodata value."""
     from rasterio.enums import MaskFlags
@@ -444,6 +469,6 @@ def _write_stack_vrt(vrt: Path, input_path: Path, n_in: int, in_meta, derived: d
     vrt.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-__all__ = ["augment_with_terrain", "compute_slope", "horn_slope", "metres_per_degree",
-           "terrain_kind", "warp_to_grid", "check_overlap", "TERRAIN_NODATA", "SLOPE_BAND",
-           "DEM_BAND"]
+__all__ = ["augment_with_terrain", "terrain_sources", "compute_slope", "horn_slope",
+           "metres_per_degree", "terrain_kind", "warp_to_grid", "check_overlap", "TERRAIN_NODATA",
+           "SLOPE_BAND", "DEM_BAND"]

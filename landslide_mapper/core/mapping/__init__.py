@@ -5,7 +5,11 @@
     tiling     tile-grid math and the blending window (pure functions)
     model_choice  which bundled model fits a raster (bands, pixel size): ``--model auto``
     calibration   tiles read from rasters as a run reads them, to calibrate int8 copies
+    tta        test-time augmentation: each batch in the 8 orientations of the square, averaged
+    vectorizing   the run's polygons, with slope/elevation from a DEM; the minimum-slope filter
+    progress   the run's progress over its steps
 
-May import :mod:`..inputs` (terrain bands from a DEM), :mod:`..polygons`, :mod:`..models`,
-:mod:`..raster`, :mod:`..contract` and :mod:`..errors`; nothing else in core imports this package.
+May import :mod:`..inputs` (terrain bands from a DEM), :mod:`..polygons`, :mod:`..report` (the
+inventory report), :mod:`..models`, :mod:`..raster`, :mod:`..contract` and :mod:`..errors`; nothing
+else in core imports this package.
 """

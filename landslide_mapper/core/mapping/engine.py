@@ -3,8 +3,9 @@
 ``map_landslides`` checks everything it can before working (outputs writable, model and contract,
 tiling, raster georeferencing, bands, pixel size, not empty), runs the tiled pipeline of
 :mod:`.inference`, optionally warps the probabilities back from the model's pixel size onto the
-input grid, thresholds the mask on the input grid and vectorizes it. Every output is written under
-a temporary name beside its target and renamed only when the whole run succeeded.
+input grid, thresholds the mask on the input grid and vectorizes it; ``report_path`` adds an HTML
+inventory report on the polygons (:mod:`..report`). Every output is written under a temporary name
+beside its target and renamed only when the whole run succeeded.
 """
 
 from __future__ import annotations
@@ -15,26 +16,30 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from rasterio.windows import Window
 
 from ..contract import ModelContract, check_tiling, read_contract
-from ..errors import CancelledError, InputError, LandslideMapperError, OutputError
-from ..inputs.terrain import augment_with_terrain
+from ..errors import CancelledError, InputError, LandslideMapperError
+from ..inputs.terrain import augment_with_terrain, terrain_sources
 from ..models.registry import resolve_model
 from ..models.runtime import ModelSession, create_session, reader_threads
+from ..polygons.terrain_stats import check_min_slope
 from ..polygons.vector_io import publish_polygons
 from ..raster import io as rio
 from ..raster.bands import map_bands
 from ..raster.values import check_input_values
+from ..report import StagedReport
 from ..staging import writing
 from .inference import run_tiles
 from .model_choice import choose_model, is_auto
+from .progress import RunProgress
 from .request import PROBABILITY_FORMATS, other_inputs, polygon_layer
 from .request import check_request as _check_request
 from .tiling import TileGrid
+from .vectorizing import Terrain, polygons_step, terrain_note, vectorize_staged
 
 #: Columns warped back at a time (whole output blocks): memory stays flat however wide the raster.
 WARP_COLUMNS = 32 * rio.BLOCK
@@ -55,6 +60,9 @@ class MapResult:
     tiles: int
     seconds: float
     messages: list[str] = field(default_factory=list)
+    slope_dropped_count: int = 0        # polygons dropped for a mean slope under min_slope_deg
+    slope_dropped_area_ha: float = 0.0  # and their area
+    report_path: Path | None = None     # the HTML inventory report (:mod:`..report`)
 
 
 def map_landslides(
@@ -79,6 +87,9 @@ def map_landslides(
     min_area_m2: float | None = 0.0,
     fill_holes_m2: float = 0.0,
     simplify_m: float = 0.0,
+    min_slope_deg: float = 0.0,
+    tta: bool = False,
+    report_path=None,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
@@ -94,22 +105,28 @@ def map_landslides(
     supplies them, derived and warped onto the input grid on the fly. ``min_area_m2=None`` drops
     specks (polygons of fewer than ``core.polygons.DEFAULT_MIN_PIXELS`` pixels: the default of the
     command line and the QGIS dialogs); 0 keeps every polygon. Polygons go to the GeoPackage layer
-    ``layer_name`` (default ``landslides``), other layers kept; no output may be an input. Raises
-    InputError, ModelError, OutputError or CancelledError; a failed run leaves targets untouched;
-    raw values far off the model's ``value_range`` are refused (``rescale``: mapped onto it).
+    ``layer_name`` (default ``landslides``), other layers kept; no output may be an input. With
+    ``dem`` or ``slope`` polygons get slope (with ``dem`` also elevation) attributes, and
+    ``min_slope_deg`` > 0 drops those of a lower mean slope (:mod:`.vectorizing`); ``tta``
+    averages each tile over its 8 orientations (:mod:`.tta`). Raises InputError, ModelError,
+    OutputError or CancelledError; a failed run leaves targets untouched; raw values far off the
+    model's ``value_range`` are refused (``rescale``: mapped onto it).
     """
     t_start = time.perf_counter()
     messages: list[str] = []
 
-    def note(text: str) -> None:
+    def note(text: str | None) -> None:
+        if not text:
+            return
         messages.append(text)
         if log is not None:
             log(text)
 
     source = f"Input raster {input_path}"
-    prob_target, mask_target, poly_target = _check_request(
-        input_path, (probability_path, mask_path, polygons_path), probability_format, batch_size,
-        inputs=other_inputs(dem, slope, model), layer_name=layer_name)
+    prob_target, mask_target, poly_target, report = _checked(
+        input_path, (probability_path, mask_path, polygons_path, report_path), probability_format,
+        batch_size, inputs=other_inputs(dem, slope, model), layer_name=layer_name)
+    min_slope_deg = check_min_slope(min_slope_deg, slope if slope is not None else dem)
     if is_auto(model):
         choice = choose_model(input_path, terrain_from_dem=dem is not None, bands=bands)
         for line in choice.explanation():
@@ -119,12 +136,8 @@ def map_landslides(
 
     with ExitStack() as stack:
         stack.enter_context(rio.gdal_env())
-        if dem is not None or slope is not None:
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide-terrain-"))
-            augmented = augment_with_terrain(input_path, dem, contract, workdir, slope_path=slope)
-            if augmented != Path(input_path):
-                note(f"Slope/elevation bands derived from the DEM {dem} on the input grid.")
-            input_path = augmented
+        input_path, terrain = _with_terrain(stack, input_path, dem, slope, contract,
+                                            poly_target is not None, is_canceled, note)
         ds = stack.enter_context(rio.open_input(input_path))
         rio.check_georeferenced(ds, source)
         local = rio.crs_note(ds, source)
@@ -136,33 +149,25 @@ def map_landslides(
             note(m)
         plan = rio.plan_resampling(ds, contract, source)
         session, batch_size = _start_session(model_path, contract, tile, batch_size, device,
-                                             threads, note)
+                                             threads, note, tta)
         in_reader = _input_reader(ds, mapping.indexes, contract, source, note)
         n_readers = reader_threads(session.provider)
         readers = _tile_readers(stack, in_reader, input_path, plan, contract, n_readers)
-        if plan is not None:
-            px, py = rio.pixel_size_m(ds)
-            note(f"Resampled: the raster's pixel size ({math.sqrt(px * py):.3g} m) differs from "
-                 f"the model's ({contract.pixel_size_m:g} m); the model runs on a {plan.width} x "
-                 f"{plan.height} grid and probabilities are warped back onto the input grid.")
+        note(_resampled_note(ds, contract, plan))
         grid = TileGrid.build(readers[0].ds.height, readers[0].ds.width, tile, ovl)
 
         staging = _Staging(prob_target, mask_target, poly_target, resampled=plan is not None,
-                           layer=polygon_layer(polygons_path, layer_name))
-        steps = _Progress(progress, polygons=poly_target is not None, resampled=plan is not None)
+                           layer=polygon_layer(polygons_path, layer_name),
+                           report=report.about(contract, model_path, mapping.indexes, thr, dem))
+        steps = RunProgress(progress, polygons=poly_target is not None, resampled=plan is not None)
         writers = _Writers(thr, probability_format)
         try:
             stats = _map_rasters(in_reader, readers, plan, grid, session, contract.output_kind,
-                                 staging, writers, batch_size, is_canceled, steps)
-            note(f"{stats.tiles} tiles of {tile} px (overlap {ovl}) in "
-                 f"{stats.wall_seconds:.1f} s with {n_readers} reader thread"
-                 f"{'s' if n_readers != 1 else ''}; the model was busy "
-                 f"{100 * stats.model_busy:.0f} % of that time.")
-            count = 0
-            if poly_target is not None:
-                count = _vectorize(staging, contract.name, min_area_m2, fill_holes_m2, simplify_m,
-                                   is_canceled, steps.polygons)
-                note(f"{count} polygon{'s' if count != 1 else ''} written.")
+                                 staging, writers, batch_size, is_canceled, steps, tta)
+            note(_tiles_note(stats, tile, ovl, n_readers))
+            flat = None if poly_target is None else polygons_step(
+                staging, contract.name, (min_area_m2, fill_holes_m2, simplify_m), terrain,
+                min_slope_deg, is_canceled, steps.polygons, note)
             if is_canceled is not None and is_canceled():
                 raise CancelledError("Cancelled by the user; no output was written.")
             staging.publish()
@@ -173,10 +178,11 @@ def map_landslides(
 
     return MapResult(
         probability_path=prob_target, mask_path=mask_target, polygons_path=poly_target,
-        polygon_count=count, provider=session.provider, model_name=contract.name,
-        band_indexes=list(mapping.indexes), resampled=plan is not None, tiles=stats.tiles,
-        seconds=time.perf_counter() - t_start, messages=messages,
-    )
+        polygon_count=int(flat.count) if flat else 0, provider=session.provider,
+        model_name=contract.name, band_indexes=list(mapping.indexes), resampled=plan is not None,
+        tiles=stats.tiles, seconds=time.perf_counter() - t_start, messages=messages,
+        slope_dropped_count=int(flat.flat_count) if flat else 0, report_path=report.target,
+        slope_dropped_area_ha=round(flat.flat_area_m2 / 10_000, 2) if flat else 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,15 +204,59 @@ def _model_settings(model, tile_size: int | None, overlap: int | None,
     return model_path, contract, tile, ovl, thr
 
 
+def _checked(input_path, paths: Sequence, *args, **kwargs) -> tuple:
+    """:func:`.request.check_request`'s targets, the report's as a :class:`..report.StagedReport`
+    of the input as given (written from the staged polygons when the run publishes)."""
+    *targets, report = _check_request(input_path, paths, *args, **kwargs)
+    return (*targets, StagedReport(report, input_path))
+
+
+def _tiles_note(stats, tile: int, ovl: int, n_readers: int) -> str:
+    return (f"{stats.tiles} tiles of {tile} px (overlap {ovl}) in {stats.wall_seconds:.1f} s "
+            f"with {n_readers} reader thread{'s' if n_readers != 1 else ''}; the model was busy "
+            f"{100 * stats.model_busy:.0f} % of that time.")
+
+
+def _resampled_note(ds, contract: ModelContract, plan: rio.ResamplePlan | None) -> str | None:
+    if plan is None:
+        return None
+    px, py = rio.pixel_size_m(ds)
+    return (f"Resampled: the raster's pixel size ({math.sqrt(px * py):.3g} m) differs from the "
+            f"model's ({contract.pixel_size_m:g} m); the model runs on a {plan.width} x "
+            f"{plan.height} grid and probabilities are warped back onto the input grid.")
+
+
+def _with_terrain(stack: ExitStack, input_path, dem, slope, contract: ModelContract,
+                  polygons: bool, is_canceled, note: Callable[[str], None]) -> tuple[Any, Terrain]:
+    """The raster the model reads (with the slope/DEM bands it wants and the input lacks, see
+    :func:`..inputs.terrain.augment_with_terrain`) and the terrain rasters of the polygons; the
+    slope is computed from the DEM once, for both, in a folder removed with ``stack``."""
+    if dem is None and slope is None:
+        return input_path, (None, None)
+    workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide-terrain-"))
+    terrain: Terrain = (None, None)
+    if polygons:
+        terrain = terrain_sources(input_path, dem, workdir, slope, is_canceled)
+        note(terrain_note(terrain))
+    augmented = augment_with_terrain(input_path, dem, contract, workdir,
+                                     slope_path=terrain[0] or slope)
+    if augmented != Path(input_path):
+        note(f"Slope/elevation bands derived from the DEM {dem} on the input grid.")
+    return augmented, terrain
+
+
 def _start_session(model_path: Path, contract: ModelContract, tile: int, batch_size: int,
-                   device: str, threads: int | None,
-                   note: Callable[[str], None]) -> tuple[ModelSession, int]:
+                   device: str, threads: int | None, note: Callable[[str], None],
+                   tta: bool = False) -> tuple[ModelSession, int]:
     """The model session, and the batch size it takes (a model exported with a fixed batch size
     imposes it); refuses a tile size the model does not take."""
     session = create_session(model_path, contract, device=device, threads=threads)
     threads_note = (f" ({session.threads} thread{'s' if session.threads != 1 else ''})"
                     if session.provider == "CPUExecutionProvider" else "")
     note(f"Model '{contract.name}' runs on {session.provider}{threads_note}.")
+    if tta:
+        note("Test-time augmentation: each tile is scored in its 8 orientations (rotations "
+             "and flips) and the probabilities averaged; the model runs 8 times as long.")
     if session.fixed_size is not None and session.fixed_size != (tile, tile):
         raise InputError(
             f"Tile size {tile}: the model {model_path.name} only takes tiles of "
@@ -261,8 +311,10 @@ class _Staging:
     """
 
     def __init__(self, prob_target: Path | None, mask_target: Path | None,
-                 poly_target: Path | None, resampled: bool, layer: str | None = None):
+                 poly_target: Path | None, resampled: bool, layer: str | None = None,
+                 report: StagedReport | None = None):
         self.targets = (prob_target, mask_target, poly_target)
+        self.report = report or StagedReport(None, None)  # an HTML report on the polygons
         self.layer = layer  # the polygons' GeoPackage layer (None: the default / one-layer file)
         anchor = next(p for p in self.targets if p is not None).with_suffix(".tif")
         want_polygons = poly_target is not None
@@ -283,8 +335,10 @@ class _Staging:
                 rio.check_written(tmp, target or poly_target, what if target else "Polygons")
 
     def publish(self) -> None:
-        """Every output checked first, then each renamed over its target."""
+        """Every output checked (and the report written) first, then each renamed over its
+        target."""
         self.check_rasters()
+        self.report.write(self.polygons, self.layer)
         prob_target, mask_target, poly_target = self.targets
         if prob_target is not None:
             rio.publish_raster(self.prob, prob_target, "Probability raster")
@@ -292,10 +346,12 @@ class _Staging:
             rio.publish_raster(self.mask, mask_target, "Mask raster")
         if poly_target is not None:
             _publish_vector(self.polygons, poly_target, self.layer)
+        self.report.publish()
         self._remove_rasters()
 
     def discard(self) -> None:
         self._remove_rasters()
+        self.report.discard()
         if self.polygons is not None:
             _remove_vector(self.polygons)
 
@@ -305,41 +361,10 @@ class _Staging:
                 rio.remove_quietly(p)
 
 
-class _Progress:
-    """Maps each step's own 0..1 onto the run's 0..1 and keeps what is reported monotonic.
-
-    Tiles take the first part, warping back (when resampled) the next, polygons the last 10 %.
-    """
-
-    def __init__(self, callback: Callable[[float], None] | None, polygons: bool, resampled: bool):
-        self.callback, self.last = callback, 0.0
-        self.polygon_start = 0.9 if polygons else 1.0
-        self.warp_start = 0.8 * self.polygon_start if resampled else self.polygon_start
-
-    def _report(self, f: float) -> None:
-        f = min(1.0, f)
-        if f > self.last:
-            self.last = f
-            if self.callback is not None:
-                self.callback(f)
-
-    def tiles(self, f: float) -> None:
-        self._report(f * self.warp_start)
-
-    def warp(self, f: float) -> None:
-        self._report(self.warp_start + f * (self.polygon_start - self.warp_start))
-
-    def polygons(self, f: float) -> None:
-        self._report(self.polygon_start + f * (1.0 - self.polygon_start))
-
-    def done(self) -> None:
-        self._report(1.0)
-
-
 def _map_rasters(in_reader: rio.BandReader, readers: list[rio.BandReader],
                  plan: rio.ResamplePlan | None,
                  grid: TileGrid, session, output_kind: str, staging: _Staging, writers: "_Writers",
-                 batch_size: int, is_canceled, steps: _Progress):
+                 batch_size: int, is_canceled, steps: RunProgress, tta: bool = False):
     """Run the tiles and write the probability and mask rasters (temporary names) on the input grid.
 
     Without resampling, finished rows go straight to the outputs. With it, the model's grid gets a
@@ -365,7 +390,7 @@ def _map_rasters(in_reader: rio.BandReader, readers: list[rio.BandReader],
 
         if plan is None:
             open_outputs()
-            return run_tiles(readers, grid, session, output_kind, writers.write,
+            return run_tiles(readers, grid, session, output_kind, writers.write, tta=tta,
                              batch_size=batch_size, is_canceled=is_canceled, progress=steps.tiles)
         with rio.create_output(staging.work, crs=ds.crs, transform=plan.transform,
                                width=plan.width, height=plan.height, dtype="float32",
@@ -376,7 +401,7 @@ def _map_rasters(in_reader: rio.BandReader, readers: list[rio.BandReader],
                                window=Window(col0, row0, prob.shape[1], prob.shape[0]))
 
             stats = run_tiles(readers, grid, session, output_kind, sink, batch_size=batch_size,
-                              is_canceled=is_canceled, progress=steps.tiles)
+                              is_canceled=is_canceled, progress=steps.tiles, tta=tta)
         open_outputs()
         _warp_back(staging.work, in_reader, writers, is_canceled, steps.warp)
         return stats
@@ -437,21 +462,9 @@ def _warp_back(work_path: Path, in_reader: rio.BandReader, writers: _Writers,
             progress(min(1.0, (row0 + rio.BLOCK) / ds.height))
 
 
-def _vectorize(staging: _Staging, model_name: str, min_area_m2: float | None,
-               fill_holes_m2: float, simplify_m: float, is_canceled, progress) -> int:
-    """Polygons from the (temporary) mask, with probability attributes; returns their count."""
-    try:
-        from ..polygons.vectorize import vectorize_mask
-    except ImportError as exc:
-        raise OutputError(
-            f"Polygons {staging.targets[2]}: vectorization is not available ({exc}).") from exc
-    staging.check_rasters()
-    result = vectorize_mask(staging.mask, staging.polygons, probability_path=staging.prob,
-                            min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
-                            simplify_m=simplify_m, model_name=model_name,
-                            layer_name=staging.layer, progress=progress, is_canceled=is_canceled,
-                            source=f"Landslide mask for the polygons {staging.targets[2]}")
-    return int(result.count)
+def _vectorize(staging: _Staging, *args) -> int:
+    """Polygons from the (temporary) mask (:func:`.vectorizing.vectorize_staged`); their count."""
+    return int(vectorize_staged(staging, *args).count)
 
 
 def _vector_parts(tmp: Path) -> list[Path]:

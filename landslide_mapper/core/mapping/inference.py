@@ -23,9 +23,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import CancelledError
-from ..models.runtime import ModelSession, run_batch, to_probability
+from ..models.runtime import ModelSession, to_probability
 from ..raster.io import BLOCK, BandReader
 from .tiling import Tile, TileGrid, column_blocks, tile_weights, weight_sums
+from .tta import PROBABILITY_KIND, score_batch
 
 Sink = Callable[..., None]
 """sink(row0, probability (rows, cols) float32, valid (rows, cols) bool[, col0]): write finished
@@ -145,14 +146,16 @@ def run_tiles(
     batch_size: int = 4,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
+    tta: bool = False,
 ) -> RunStats:
     """Run the model over every tile of ``grid`` and hand finished rows to ``sink``.
 
     ``readers``: one :class:`BandReader` per reader thread, each on its own dataset handle (GDAL
     handles are not shared between threads); reader ``i`` prepares batches ``i, i + n, ...`` and
     the model takes them in order. ``progress`` receives the fraction of tiles done (0..1,
-    monotonic) from the calling thread. Raises CancelledError when ``is_canceled()`` turns true;
-    the caller removes partial outputs.
+    monotonic) from the calling thread. ``tta``: each batch is scored in the 8 orientations of
+    the square and the probabilities averaged (:mod:`.tta`). Raises CancelledError when
+    ``is_canceled()`` turns true; the caller removes partial outputs.
     """
     readers = [readers] if isinstance(readers, BandReader) else list(readers)
     pipe = _Pipeline()
@@ -171,7 +174,8 @@ def run_tiles(
                                       ready[i], size),
                                 name=f"landslide-mapper-read-{i}") for i in range(len(readers))]
     writer = threading.Thread(target=pipe.guarded(_write_stage), name="landslide-mapper-write",
-                              args=(pipe, to_writer, acc, output_kind), daemon=True)
+                              args=(pipe, to_writer, acc,
+                                    PROBABILITY_KIND if tta else output_kind), daemon=True)
     threads.append(writer)
     stats = RunStats(tiles=len(tiles))
     reported = [0.0]
@@ -197,7 +201,7 @@ def run_tiles(
             check_cancel()
             batch, buf, valid = pipe.get(ready[b % len(readers)])
             t0 = time.perf_counter()
-            out = run_batch(model, buf[:len(batch)])
+            out, _ = score_batch(model, buf[:len(batch)], output_kind, tta)
             stats.model_seconds += time.perf_counter() - t0
             pools[b % len(readers)].put(buf)
             pipe.put(to_writer, (batch, out, valid))

@@ -15,6 +15,7 @@ from ..errors import InputError, OutputError
 from ..paths import Place, check_distinct
 from ..polygons.vector_io import polygon_target
 from ..raster import io as rio
+from ..report import check_report_target
 
 PROBABILITY_FORMATS = ("float32", "uint8")
 
@@ -50,16 +51,24 @@ def check_request(input_path, paths: Sequence, probability_format: str,
 
 def check_outputs(input_path, *paths, inputs: Sequence = (),
                    layer_name: str | None = None) -> list[Path | None]:
-    """Normalize output paths and fail early (before any work) when one cannot be written or
-    would overwrite an input or another output (:func:`..paths.check_distinct`)."""
-    named = ("Probability raster", "Mask raster", "Polygons")
+    """Normalize output paths (probability, mask, polygons and, optionally, the HTML report; one
+    target per path given) and fail early (before any work) when one cannot be written or would
+    overwrite an input or another output (:func:`..paths.check_distinct`); a report needs
+    polygons."""
+    named = ("Probability raster", "Mask raster", "Polygons", "Report")
     given = {what: p for what, p in zip(named, paths) if p is not None and str(p) != ""}
     if not given:
         raise OutputError("Outputs: none given. Give at least one of probability_path, mask_path "
                           "or polygons_path.")
+    if "Report" in given:
+        check_report_target(given["Report"])
+        if "Polygons" not in given:
+            raise OutputError(f"Report {given['Report']}: expected polygons to report on, found "
+                              "no polygon output. Give a polygon output too (--polygons, "
+                              "OUTPUT_POLYGONS).")
     places = {what: Place(what, *(polygon_target(p, layer_name) if what == "Polygons" else
                                   (Path(p), None))) for what, p in given.items()}
     check_distinct([("Input raster", input_path), *inputs], places.values())
     for what in set(places) - {"Polygons"}:
         rio.check_writable(places[what].path, what)
-    return [places[what].path if what in places else None for what in named]
+    return [places[what].path if what in places else None for what in named[:len(paths)]]

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..contract import ModelContract, read_contract, set_contract
+from ..contract import ModelContract, load_onnx, read_contract, set_contract
 from ..errors import InputError, ModelError
 from .runtime import create_session, run_batch, to_probability
 
@@ -124,9 +124,7 @@ def quantization_record(src: Path, tiles: int, calibration: Mapping[str, Any] | 
 def graph_sha256(path: Path) -> str:
     """Digest of a model's network alone (operators and weights, not its metadata), so the float
     source stays identifiable after its contract is edited."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
+    graph = load_onnx(path, load_external_data=True).graph
     return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -227,7 +225,7 @@ def _input_consumers(path: Path, input_name: str) -> list[str]:
     """Names of the nodes that read the network input (named first, where unnamed)."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = load_onnx(path, load_external_data=True)
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"node_{i}"
@@ -237,9 +235,7 @@ def _input_consumers(path: Path, input_name: str) -> list[str]:
 
 
 def _input_name(path: Path) -> str:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = load_onnx(path).graph
     inits = {i.name for i in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -250,7 +246,7 @@ def _input_name(path: Path) -> str:
 def _save_with_contract(model_file: Path, contract: ModelContract, dst: Path) -> None:
     import onnx
 
-    model = onnx.load(str(model_file))
+    model = load_onnx(model_file, load_external_data=True)
     set_contract(model, contract)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.partial")

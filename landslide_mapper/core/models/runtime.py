@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..contract import ModelContract
+from ..contract import ModelContract, check_external_data
 from ..errors import InputError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,13 +61,7 @@ def create_session(model_path: Path, contract: ModelContract, *, device: str = "
     # Idle intra-op threads would spin between batches, taking the cores the reader and writer
     # threads need to prepare the next batch and blend the last one.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ModelError(
-            f"Model file {model_path}: onnxruntime cannot load it ({type(exc).__name__}: {exc}). "
-            "The file may be corrupt or use operators this onnxruntime does not support."
-        ) from exc
+    session = open_session(model_path, options, providers)
     provider = session.get_providers()[0]
     if device == "cuda" and provider != CUDA:
         raise InputError(
@@ -102,6 +97,26 @@ def create_session(model_path: Path, contract: ModelContract, *, device: str = "
     fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     fixed_size = (shape[2], shape[3]) if all(isinstance(d, int) for d in shape[2:]) else None
     return ModelSession(session, inp[0].name, dtype, provider, n_threads, fixed_batch, fixed_size)
+
+
+def open_session(model_path: str | Path, options: object = None,
+                 providers: list[str] | None = None) -> Any:
+    """An onnxruntime ``InferenceSession`` of ``model_path``, the one place where one is made.
+
+    The model's external data must lie in its folder (:func:`..contract.check_external_data`),
+    checked before onnxruntime opens anything.
+    """
+    import onnxruntime as ort
+
+    check_external_data(model_path)
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=options,
+                                    providers=providers or [CPU])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ModelError(
+            f"Model file {model_path}: onnxruntime cannot load it ({type(exc).__name__}: {exc}). "
+            "The file may be corrupt or use operators this onnxruntime does not support."
+        ) from exc
 
 
 def usable_cores() -> int:

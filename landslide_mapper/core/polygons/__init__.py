@@ -6,6 +6,7 @@
       components    connected components in pixel space and their write order
       holes         filling small holes and the islands inside them
       attributes    clean-up (simplify, repair), minimum area, attribute records
+      terrain_stats slope and elevation of each polygon, read beside the mask; minimum slope
       finishing     ordering and writing finished polygons
     geometry      ground area, perimeter and centroid of polygons in a raster's CRS
     vector_io     writing polygon files (driver by extension, temporary name, renamed at the end)

@@ -4,18 +4,21 @@ Each written polygon carries its ground area (m2 and ha) and perimeter, its cent
 the mean and maximum probability of its pixels (NULL without probabilities), the model name and
 its landslide pixel count (islands absorbed by hole filling included). Values are rounded to
 what they mean (:data:`DECIMALS`): m2 to 1, ha to 0.01, m to 0.1, probabilities to 0.001, lon/lat
-to 1e-6 degrees (about 0.1 m).
+to 1e-6 degrees (about 0.1 m). With a slope or elevation raster, the mean and maximum slope
+(degrees) and the lowest and highest elevation (metres) of its pixels, both to 0.1
+(:mod:`.terrain_stats`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import shapely
 
 from .components import _Component, _Finished
 from .geometry import GroundMeasure
+from .terrain_stats import TERRAIN_DECIMALS, TerrainStats
 
 
 def _simplify_tolerance(ds: Any, measure: GroundMeasure, simplify_m: float) -> float:
@@ -43,29 +46,36 @@ def _polygonal(geom: Any) -> Any:
 #: Decimal places of the written attributes (areas in m2 and ha, perimeter in m, probabilities,
 #: centroid in degrees).
 DECIMALS = {"area_m2": 0, "area_ha": 2, "perimeter_m": 1, "prob_mean": 3, "prob_max": 3,
-            "centroid_lon": 6, "centroid_lat": 6}
+            "centroid_lon": 6, "centroid_lat": 6, **TERRAIN_DECIMALS}
 
 
 def _records(batch: list[_Finished], geoms: np.ndarray, measure: GroundMeasure, *,
-             min_area_m2: float, model_name: str, first_fid: int,
-             min_pixels: int = 0) -> tuple[list[Any], list[dict]]:
+             min_area_m2: float, model_name: str, first_fid: int, min_pixels: int = 0,
+             terrain_fields: Sequence[str] = (), min_slope_deg: float = 0.0,
+             ) -> tuple[list[Any], list[dict], list[float]]:
     """The polygons of at least ``min_area_m2`` and ``min_pixels`` pixels and their attributes,
-    numbered from ``first_fid``."""
+    numbered from ``first_fid``, and the areas (m2) of those then dropped for a mean slope
+    (rounded as written) under ``min_slope_deg`` (a polygon without a slope value is kept)."""
     area, perimeter = measure.area_perimeter(geoms)
     lon, lat = measure.centroid_lonlat(geoms)
-    kept, records = [], []
+    kept, records, flat = [], [], []
     for i, item in enumerate(batch):
         g = geoms[i]
         if g is None or g.is_empty or area[i] < min_area_m2 or item.comp.pixels < min_pixels:
             continue
+        record = _record(first_fid + len(records), item.comp, area[i], perimeter[i],
+                         lon[i], lat[i], model_name, terrain_fields)
+        slope = record.get("slope_mean")
+        if min_slope_deg > 0 and slope is not None and slope < min_slope_deg:
+            flat.append(float(area[i]))
+            continue
         kept.append(g)
-        records.append(_record(first_fid + len(records), item.comp, area[i], perimeter[i],
-                               lon[i], lat[i], model_name))
-    return kept, records
+        records.append(record)
+    return kept, records, flat
 
 
 def _record(fid: int, c: _Component, area: Any, perimeter: Any, lon: Any, lat: Any,
-            model_name: str) -> dict:
+            model_name: str, terrain_fields: Sequence[str] = ()) -> dict:
     record = {
         "id": fid,
         "area_m2": float(area),
@@ -78,7 +88,11 @@ def _record(fid: int, c: _Component, area: Any, perimeter: Any, lon: Any, lat: A
         "model": model_name,
         "pixels": int(c.pixels),
     }
+    if terrain_fields:
+        stats = c.terrain or TerrainStats()
+        values = stats.attributes("slope_mean" in terrain_fields, "elev_min" in terrain_fields)
+        record.update(values)
     for key, places in DECIMALS.items():
-        if record[key] is not None:
+        if record.get(key) is not None:
             record[key] = round(float(record[key]), places)
     return record

@@ -14,6 +14,8 @@ import numpy as np
 import shapely
 from affine import Affine
 
+from .terrain_stats import TerrainStats
+
 
 @dataclass
 class _Component:
@@ -26,6 +28,7 @@ class _Component:
     prob_max: float
     bounds: list[float]  # minx, miny, maxx, maxy
     vertices: int = 0    # of its pieces together
+    terrain: TerrainStats | None = None  # slope/elevation of its pixels, when rasters are given
 
     def absorb(self, other: "_Component") -> None:
         self.pieces += other.pieces
@@ -40,6 +43,10 @@ class _Component:
         self.prob_sum += other.prob_sum
         self.prob_n += other.prob_n
         self.prob_max = max(self.prob_max, other.prob_max)
+        if other.terrain is not None:
+            if self.terrain is None:
+                self.terrain = TerrainStats()
+            self.terrain.add(other.terrain)
 
 
 @dataclass(order=True)

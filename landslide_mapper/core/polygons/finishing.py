@@ -24,7 +24,8 @@ class _Finisher:
 
     def __init__(self, ds: Any, measure: GroundMeasure, writer: PolygonWriter, *,
                  min_area_m2: float, fill_holes_m2: float, simplify_m: float,
-                 model_name: str, min_pixels: int = 0) -> None:
+                 model_name: str, min_pixels: int = 0, terrain_fields: tuple[str, ...] = (),
+                 min_slope_deg: float = 0.0) -> None:
         self.transform = ds.transform
         self.measure = measure
         self.writer = writer
@@ -33,6 +34,10 @@ class _Finisher:
         self.fill_holes_m2 = fill_holes_m2
         self.model_name = model_name
         self.total_area_m2 = 0.0
+        self.terrain_fields = terrain_fields
+        self.min_slope_deg = min_slope_deg
+        self.flat_count = 0          # polygons dropped for a mean slope under min_slope_deg
+        self.flat_area_m2 = 0.0
         self.ready: list[_Finished] = []       # heap, written in key order
         self.next_fid = 1
         self.tolerance = _simplify_tolerance(ds, measure, simplify_m)
@@ -70,9 +75,13 @@ class _Finisher:
     def _write(self, batch: list[_Finished]) -> None:
         geoms = _pixels_to_crs(np.array([b.geometry for b in batch], dtype=object), self.transform)
         geoms = _cleaned(geoms, self.tolerance)
-        kept, records = _records(batch, geoms, self.measure, min_area_m2=self.min_area_m2,
-                                 model_name=self.model_name, first_fid=self.next_fid,
-                                 min_pixels=self.min_pixels)
+        kept, records, flat = _records(batch, geoms, self.measure, min_area_m2=self.min_area_m2,
+                                       model_name=self.model_name, first_fid=self.next_fid,
+                                       min_pixels=self.min_pixels,
+                                       terrain_fields=self.terrain_fields,
+                                       min_slope_deg=self.min_slope_deg)
+        self.flat_count += len(flat)
+        self.flat_area_m2 += sum(flat)
         for record in records:
             self.next_fid += 1
             self.total_area_m2 += record["area_m2"]

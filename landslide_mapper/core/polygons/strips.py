@@ -2,7 +2,8 @@
 
 Each strip is polygonized with 4-connectivity (``rasterio.features.shapes``); pieces that continue
 across a strip boundary (pixels sharing an edge on the two boundary rows, never a corner only) are
-joined with a union-find and their pixel count, probability sum and maximum are added up. A
+joined with a union-find and their pixel count, probability sum and maximum (and slope and
+elevation statistics, :mod:`.terrain_stats`) are added up. A
 component is finished as soon as it has no pixel on the last row read, and is then handed on, so
 memory holds only the current strip and the components still open.
 """
@@ -18,15 +19,18 @@ from rasterio import features
 
 from ..errors import InputError
 from .components import _Component
+from .terrain_stats import TerrainStats, label_stats
 
 #: Largest outline (vertices of a component's pieces together) vectorized: about 0.3 GB to join.
 MAX_COMPONENT_VERTICES = 500_000
 
 
-def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None,
-                  row: int) -> tuple[list[Any], list[_Component], np.ndarray, np.ndarray]:
+def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None, row: int,
+                  terrain: tuple[np.ndarray | None, np.ndarray | None] | None = None
+                  ) -> tuple[list[Any], list[_Component], np.ndarray, np.ndarray]:
     """Polygonize one strip: pieces (pixel space, rows offset by ``row``), their stats, and the
-    1-based piece index on the strip's first and last rows (0 = no landslide)."""
+    1-based piece index on the strip's first and last rows (0 = no landslide). ``terrain``:
+    the strip's (slope, elevation), each None when not given (:mod:`.terrain_stats`)."""
     height, width = mask.shape
     where = Affine.translation(0, row)
     # The GeoJSON-like mappings are kept for rasterize: faster than shapely's __geo_interface__.
@@ -45,21 +49,25 @@ def _strip_pieces(mask: np.ndarray, prob: np.ndarray | None,
     psum = np.zeros(n + 1)
     pn = np.zeros(n + 1, dtype=np.int64)
     pmax = np.full(n + 1, -np.inf)
-    if prob is not None:
+    per_piece: list[TerrainStats | None] = [None] * n
+    if prob is not None or terrain is not None:
         labels = features.rasterize(zip(raw, ids.tolist()), out_shape=(height, width),
                                     transform=where, fill=0, dtype="int32")
-        ok = (labels > 0) & ~np.isnan(prob)
-        lab, val = labels[ok], prob[ok]
-        psum = np.bincount(lab, weights=val, minlength=n + 1)
-        pn = np.bincount(lab, minlength=n + 1)
-        np.maximum.at(pmax, lab, val)
+        if prob is not None:
+            ok = (labels > 0) & ~np.isnan(prob)
+            lab, val = labels[ok], prob[ok]
+            psum = np.bincount(lab, weights=val, minlength=n + 1)
+            pn = np.bincount(lab, minlength=n + 1)
+            np.maximum.at(pmax, lab, val)
+        if terrain is not None:
+            per_piece = list(label_stats(labels, n, *terrain))
         top, bottom = labels[0].astype(np.int64), labels[-1].astype(np.int64)
     else:
         top = _row_labels(raw, bounds[:, 1] == row, width, row)
         bottom = _row_labels(raw, bounds[:, 3] == row + height, width, row + height - 1)
     comps = [
         _Component([g], int(pixels[i]), float(psum[i + 1]), int(pn[i + 1]), float(pmax[i + 1]),
-                   list(bounds[i]), int(vertices[i]))
+                   list(bounds[i]), int(vertices[i]), per_piece[i])
         for i, g in enumerate(geoms)
     ]
     return geoms, comps, top, bottom
@@ -126,9 +134,10 @@ class _Merger:
         del self.open[rb]
 
     def add_strip(self, mask: np.ndarray, prob: np.ndarray | None, row: int,
-                  last: bool) -> list[tuple[Any, _Component]]:
+                  last: bool, terrain: tuple[np.ndarray | None, np.ndarray | None] | None = None
+                  ) -> list[tuple[Any, _Component]]:
         """Add one strip; return the components it finished (geometry, stats)."""
-        geoms, comps, top, bottom = _strip_pieces(mask, prob, row)
+        geoms, comps, top, bottom = _strip_pieces(mask, prob, row, terrain)
         base = self.next_id - 1
         self.next_id += len(comps)
         link = (self.prev_bottom > 0) & (top > 0)

@@ -42,6 +42,23 @@ POLYGON_FIELDS: dict[str, str] = {
     "pixels": "int",
 }
 
+#: Terrain attributes (:mod:`.terrain_stats`), written after ``prob_max`` only when a slope or
+#: elevation raster is given.
+TERRAIN_FIELDS: dict[str, str] = {"slope_mean": "float", "slope_max": "float",
+                                  "elev_min": "float", "elev_max": "float"}
+
+
+def polygon_fields(terrain_fields: Sequence[str] = ()) -> dict[str, str]:
+    """The attributes written, in order: :data:`POLYGON_FIELDS` with ``terrain_fields`` (of
+    :data:`TERRAIN_FIELDS`) after ``prob_max``."""
+    fields: dict[str, str] = {}
+    for name, kind in POLYGON_FIELDS.items():
+        fields[name] = kind
+        if name == "prob_max":
+            fields.update((t, TERRAIN_FIELDS[t]) for t in TERRAIN_FIELDS if t in terrain_fields)
+    return fields
+
+
 #: The attribute a GeoPackage stores as its feature id column.
 FID_FIELD = "id"
 
@@ -136,14 +153,14 @@ def publish_polygons(tmp: Path, target: Path, layers: Sequence[str] = ()) -> Non
             staging.publish(part, target.with_suffix(ext), "Polygon output")
 
 
-def field_names(driver: str) -> dict[str, str]:
+def field_names(driver: str, fields: Mapping[str, str] = POLYGON_FIELDS) -> dict[str, str]:
     """Attribute name -> field name in the file (shortened for shapefiles; a GeoPackage's ``id``
     is its feature id column, not a field)."""
     if driver == "ESRI Shapefile":
-        return {k: SHAPEFILE_NAMES.get(k, k) for k in POLYGON_FIELDS}
+        return {k: SHAPEFILE_NAMES.get(k, k) for k in fields}
     if driver == "GPKG":
-        return {k: k for k in POLYGON_FIELDS if k != FID_FIELD}
-    return {k: k for k in POLYGON_FIELDS}
+        return {k: k for k in fields if k != FID_FIELD}
+    return {k: k for k in fields}
 
 
 def _multipolygon_dicts(geometries: Sequence[Any]) -> list[dict[str, Any]]:
@@ -166,15 +183,18 @@ def _multipolygon_dicts(geometries: Sequence[Any]) -> list[dict[str, Any]]:
 class PolygonWriter:
     """Context manager writing polygon features to a temporary file, renamed on success.
 
-    ``write(geometry, attributes)`` takes attributes keyed by :data:`POLYGON_FIELDS` names.
-    Features are buffered and written in batches (one transaction each in a GeoPackage).
+    ``write(geometry, attributes)`` takes attributes keyed by :data:`POLYGON_FIELDS` names
+    (and ``terrain_fields``, see :func:`polygon_fields`). Features are buffered and written in
+    batches (one transaction each in a GeoPackage).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, crs_wkt: str,
-                 layer_name: str | None = None, batch: int = 2000) -> None:
+                 layer_name: str | None = None, batch: int = 2000,
+                 terrain_fields: Sequence[str] = ()) -> None:
         self.path, self.layer_name = polygon_target(path, layer_name)
         self.driver = driver_for(self.path)
-        self.names = field_names(self.driver)
+        self.fields = polygon_fields(terrain_fields)
+        self.names = field_names(self.driver, self.fields)
         self.crs_wkt = crs_wkt
         self.batch = batch
         self.count = 0
@@ -184,7 +204,7 @@ class PolygonWriter:
 
     def __enter__(self) -> "PolygonWriter":
         schema = {"geometry": "MultiPolygon",
-                  "properties": {self.names[k]: POLYGON_FIELDS[k] for k in self.names}}
+                  "properties": {self.names[k]: self.fields[k] for k in self.names}}
         kwargs: dict[str, Any] = {}
         if self.driver == "GPKG":
             kwargs["layer"] = self.layer_name

@@ -41,6 +41,7 @@ from .mask_reading import (
     strip_walk,
 )
 from .strips import _Merger
+from .terrain_stats import TerrainReader, check_min_slope
 from .vector_io import PolygonWriter, polygon_target
 
 
@@ -52,6 +53,8 @@ class VectorizeResult:
     count: int
     total_area_m2: float
     layer_name: str | None = None  # the layer written, in a GeoPackage
+    flat_count: int = 0          # polygons dropped for a mean slope under ``min_slope_deg``
+    flat_area_m2: float = 0.0    # and their area
 
 
 def _check_options(threshold: float, min_area_m2: float | None, fill_holes_m2: float,
@@ -94,6 +97,9 @@ def vectorize_mask(
     is_canceled: Callable[[], bool] | None = None,
     strip_rows: int | None = None,
     source: str | None = None,
+    slope_path: str | os.PathLike[str] | None = None,
+    elevation_path: str | os.PathLike[str] | None = None,
+    min_slope_deg: float = 0.0,
 ) -> VectorizeResult:
     """Vectorize a landslide mask (or a probability raster, thresholded) into polygons.
 
@@ -108,17 +114,23 @@ def vectorize_mask(
     when complete; a GeoPackage gets the layer ``layer_name`` (or the one named by
     ``path|layername=NAME``, default ``landslides``) and keeps its other layers. ``strip_rows`` sets the rows read at a time (default: about
     :data:`STRIP_PIXELS` pixels); the result does not depend on it. ``source`` names the mask in
-    messages (default ``Mask raster PATH``). Raises InputError, OutputError or CancelledError.
+    messages (default ``Mask raster PATH``). ``slope_path`` (degrees) and ``elevation_path``
+    (metres), in any CRS and resolution, add ``slope_mean``/``slope_max`` and
+    ``elev_min``/``elev_max`` (:mod:`.terrain_stats`); polygons whose mean slope is under
+    ``min_slope_deg`` (> 0 needs ``slope_path``) are then dropped, and counted in the result.
+    Raises InputError, OutputError or CancelledError.
     """
     _check_options(threshold, min_area_m2, fill_holes_m2, simplify_m)
+    min_slope_deg = check_min_slope(min_slope_deg, slope_path)
     out, layer_name = polygon_target(polygons_path, layer_name)
-    check_distinct([("Mask raster", mask_path), ("Probability raster", probability_path)],
+    check_distinct([("Mask raster", mask_path), ("Probability raster", probability_path),
+                    ("Slope raster", slope_path), ("DEM", elevation_path)],
                    [Place("Polygon output", out, layer_name)])
     report = progress or (lambda _f: None)
     cancelled = is_canceled or (lambda: False)
     with rasterio.Env(), _open(mask_path, "Mask raster") as mds:
         mask_band = _band(mds, "Mask raster", as_probability=False)
-        pds = None
+        pds = terrain = None
         try:
             if probability_path is not None:
                 pds = _open(probability_path, "Probability raster")
@@ -130,21 +142,27 @@ def vectorize_mask(
             walk = strip_walk(mds, *([pds] if pds is not None else []))
             mask_band, prob_band = _walked(mask_band, prob_band, walk)
             rows = _strip_rows(walk, strip_rows)
+            if slope_path is not None or elevation_path is not None:
+                terrain = TerrainReader(mds, slope_path, elevation_path, walk.transposed)
+            fields = terrain.fields if terrain is not None else ()
             report(0.0)
             with rasterio.Env(GDAL_CACHEMAX=walk.cache_bytes), \
-                    PolygonWriter(out, crs_wkt=mds.crs.to_wkt(), layer_name=layer_name) as writer:
+                    PolygonWriter(out, crs_wkt=mds.crs.to_wkt(), layer_name=layer_name,
+                                  terrain_fields=fields) as writer:
                 merger = _Merger(walk.width, source=source or f"Mask raster {str(mask_path)!r}")
                 finisher = _Finisher(walk, measure, writer,
                                      min_area_m2=float(min_area_m2 or 0.0),
                                      min_pixels=DEFAULT_MIN_PIXELS if min_area_m2 is None else 0,
                                      fill_holes_m2=float(fill_holes_m2),
-                                     simplify_m=float(simplify_m), model_name=str(model_name))
+                                     simplify_m=float(simplify_m), model_name=str(model_name),
+                                     terrain_fields=fields, min_slope_deg=min_slope_deg)
                 for row, height in _strips(walk.height, rows):
                     if cancelled():
                         raise CancelledError(_cancelled(mask_path))
                     mask, prob = _read_strip(mask_band, prob_band, row, height, float(threshold))
                     last = row + height >= walk.height
-                    done = merger.add_strip(mask, prob, row, last)
+                    strip_terrain = terrain.read(row, height) if terrain is not None else None
+                    done = merger.add_strip(mask, prob, row, last, strip_terrain)
                     finisher.add(done, row + height, merger.open_bounds())
                     report(0.98 * (row + height) / walk.height)
                 finisher.close()
@@ -153,8 +171,11 @@ def vectorize_mask(
         finally:
             if pds is not None:
                 pds.close()
+            if terrain is not None:
+                terrain.close()
     report(1.0)
-    return VectorizeResult(out, writer.count, finisher.total_area_m2, layer_name)
+    return VectorizeResult(out, writer.count, finisher.total_area_m2, layer_name,
+                           finisher.flat_count, finisher.flat_area_m2)
 
 
 __all__ = ["vectorize_mask", "VectorizeResult", "DEFAULT_MIN_PIXELS", "STRIP_PIXELS", "UINT8_PROBABILITY_SCALE",
