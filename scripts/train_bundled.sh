@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Reproduce the bundled models in resources/models/ and their held-out scores.
 #
-#   scripts/train_bundled.sh [sentinel2-rgb|aerial-rgb|sentinel2-l4s ...]   (default: all three, in order)
+#   scripts/train_bundled.sh [NAME ...]   (default: the three bundled models, in this order:
+#                                          sentinel2-rgb-imagenet aerial-rgb-imagenet sentinel2-l4s-imagenet)
 #
-# NAME-imagenet (e.g. sentinel2-rgb-imagenet) trains the same model from the ImageNet encoder
-# weights in ../shared/pretrained and is evaluated and quantized as NAME is; its models stay in
-# its run folder (runs/NAME-imagenet/bundled/NAME-imagenet.onnx), not in resources/models.
+# The bundled models start from the ImageNet encoder weights in ../shared/pretrained: config
+# NAME-imagenet trains, exports, scores and quantizes in runs/NAME-imagenet/bundled/, and its int8
+# copy then becomes resources/models/NAME.onnx (the contract renamed NAME). A plain NAME
+# (sentinel2-rgb, ...) is the earlier recipe from random weights, written straight to
+# resources/models/NAME.onnx.
 #
-# Reads the public data from $LANDSLIDE_DATA (default ../shared/data). Each model: train
-# (runs/NAME/bundled/), export to resources/models/NAME.onnx with its contract (onnxruntime vs
-# torch parity checked), then score the ONNX file with onnxruntime on every source's held-out
-# split (runs/NAME/bundled/heldout.json), then replace it by its int8 copy (see the end of the
-# loop). sentinel2-l4s starts from the sentinel2-rgb checkpoint,
-# so train sentinel2-rgb first. On a CPU, set THREADS (default 1) and prefix with nice.
+# Reads the public data from $LANDSLIDE_DATA (default ../shared/data). Each model: train, export
+# with its contract (onnxruntime vs torch parity checked), then score the ONNX file with
+# onnxruntime on every source's held-out split (heldout.json in the run folder), then replace it by
+# its int8 copy (see the end of the loop). sentinel2-l4s(-imagenet) starts from the
+# sentinel2-rgb(-imagenet) checkpoint, so train that first. On a CPU, set THREADS (default 1) and
+# prefix with nice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LANDSLIDE_DATA="${LANDSLIDE_DATA:-$(cd .. && pwd)/shared/data}"
 PY=.venv/bin/python
 THREADS="${THREADS:-1}"
 models=("$@")
-[ ${#models[@]} -eq 0 ] && models=(sentinel2-rgb aerial-rgb sentinel2-l4s)
+[ ${#models[@]} -eq 0 ] && models=(sentinel2-rgb-imagenet aerial-rgb-imagenet sentinel2-l4s-imagenet)
 
 for name in "${models[@]}"; do
   run="runs/$name/bundled"
@@ -60,11 +63,21 @@ PYEOF
   # The float export stays in the run folder.
   mv "$dest/$name.onnx" "$run/$name-float.onnx"
   # 7-bit weights (no saturation on x86 CPUs without VNNI) where they keep F1 within 1 point of
-  # the float model: the two Sentinel-2 models, not aerial-rgb (see the model cards).
+  # the float model: all three ImageNet-started models; not the earlier aerial-rgb (model cards).
   extra=()
   [ "$base" = sentinel2-rgb ] && extra=(--calibration "$LANDSLIDE_DATA/sentinel2_chittagong/images")
-  [ "$base" != aerial-rgb ] && extra+=(--reduce-range)
+  [ "$name" != aerial-rgb ] && extra+=(--reduce-range)
   $PY -m training.cli quantize --model "$run/$name-float.onnx" --config "$name" \
       --out "$dest/$name.onnx" "${extra[@]}" --threads "$THREADS" \
       --json "$run/heldout_int8.json"
+  if [ "$base" != "$name" ]; then
+    # the int8 copy ships under the bundled name (the float export stays in the run folder)
+    $PY - "$dest/$name.onnx" "$base" "resources/models/$base.onnx" <<'PYEOF'
+import dataclasses, sys
+from landslide_mapper.core.contract import read_contract, write_contract
+src, name, out = sys.argv[1:4]
+write_contract(src, dataclasses.replace(read_contract(src), name=name), out)
+print(f"{out}: {name}")
+PYEOF
+  fi
 done

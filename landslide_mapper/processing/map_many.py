@@ -93,6 +93,9 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
             "does not stop the others: the log and <tt>summary.csv</tt> say which failed and "
             "why. Running again into the same folder skips the rasters already mapped with the "
             "same settings (tick <i>Map again</i> to redo them).</p>"
+            "<p>With a slope raster (advanced), the polygons get slope_mean and slope_max, and "
+            "<i>Minimum mean slope</i> drops those on flat ground: <tt>summary.csv</tt> says "
+            "how many and how much area for each raster.</p>"
             "<p>The inventory is in the CRS you choose, else the rasters' own CRS, or EPSG:4326 "
             "when they differ. The same run from a terminal, also on a cluster of machines: "
             "<tt>landslide-mapper batch RASTERS... --model MODEL --out-dir FOLDER</tt>.</p>"
@@ -131,6 +134,7 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
             "CRS of the merged inventory. Empty: the rasters' CRS when they share one, else "
             "EPSG:4326. Areas are ground areas whatever the CRS.",
         ))
+        self.add_slope_parameters()
         self.addParameter(with_help(
             QgsProcessingParameterNumber(self.WORKERS, tr("Parallel workers (0 = automatic)"),
                                          type=INTEGER, defaultValue=0, minValue=0),
@@ -205,6 +209,7 @@ class MapManyAlgorithm(LandslideMapperAlgorithm):
                 force=self.parameterAsBool(parameters, self.FORCE, context),
                 processes=processes, threshold=threshold,
                 **self.polygon_options(parameters, context),
+                **self.slope_options(parameters, context),
                 progress=progress, is_canceled=is_canceled, log=log)
         except LandslideMapperError as exc:
             raise QgsProcessingException(str(exc)) from exc

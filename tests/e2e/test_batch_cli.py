@@ -136,3 +136,37 @@ def test_local_cluster_and_rerun(tmp_path, rasters, model):
     assert "dashboard: http" in res.stdout
     res = run("batch", str(rasters / "scene*.tif"), "--model", model, "--out-dir", out, "-q")
     assert res.returncode == 0 and res.stdout.count("skipped") == 3
+
+
+def test_options_of_a_single_run_on_a_local_cluster(tmp_path, rasters, model):
+    """--slope and --min-slope drop the flat landslide (the summary says where), --layer names the
+    inventory's layer, and --rescale is a setting of its own (the rasters are mapped again)."""
+    import csv
+
+    (rasters / "corrupt.tif").unlink()
+    slope = np.where(np.arange(120) < 50, 30.0, 0.0)[:, None].repeat(100, 1)  # flat south
+    slope_path = make_raster(tmp_path / "slope.tif", slope.astype(np.float32))
+    out = tmp_path / "out"
+    args = ["batch", str(rasters / "scene*.tif"), "--model", model, "--out-dir", out,
+            "--workers", "1", "--quiet"]
+    res = run(*args, "--min-slope", "5")
+    assert res.returncode == 1 and "Minimum slope 5 degrees: expected a DEM or a slope raster" \
+        in res.stderr and not out.exists()
+    res = run(*args, "--slope", slope_path, "--min-slope", "10", "--layer", "event")
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line.split() for line in res.stdout.splitlines() if line.split()}
+    assert lines["raster"][:6] == ["raster", "status", "polygons", "area_ha", "dropped",
+                                   "dropped_ha"]
+    assert [lines[f"scene{k}"][1:6] for k in range(3)] == [
+        ["done", "1", "4.00", "0", "0.00"], ["done", "1", "4.00", "0", "0.00"],
+        ["done", "0", "0.00", "1", "4.00"]]
+    assert "1 polygon (4.00 ha) dropped for a mean slope under 10 degrees" in res.stdout
+    assert fiona.listlayers(out / "landslides.gpkg") == ["event"]
+    with fiona.open(out / "landslides.gpkg", layer="event") as layer:
+        assert sorted(Path(f["properties"]["source"]).name for f in layer) == [
+            "scene0.tif", "scene1.tif"]
+    with open(out / "summary.csv", newline="") as f:
+        assert [r["slope_dropped"] for r in csv.DictReader(f)] == ["0", "0", "1"]
+    res = run(*args, "--slope", slope_path, "--min-slope", "10", "--layer", "event",
+              "--rescale")
+    assert res.returncode == 0 and res.stdout.count(" done ") == 3, res.stderr

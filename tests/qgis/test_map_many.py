@@ -8,7 +8,7 @@ import processing
 import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
 
-from tests.qgis.conftest import BIG, SMALL, rect_area_m2, scene_data
+from tests.qgis.conftest import BIG, COLS, ROWS, SMALL, rect_area_m2, scene_data
 from tests.support import make_raster
 
 pytestmark = pytest.mark.qgis
@@ -53,6 +53,36 @@ def test_maps_every_raster_into_one_inventory(provider, scenes, model, tmp_path)
                                  "OUTPUT_FOLDER": str(out)})
     assert again["POLYGON_COUNT"] == 4
     assert QgsVectorLayer(again["OUTPUT_POLYGONS"], "i", "ogr").crs().authid() == "EPSG:4326"
+
+
+def test_min_slope_drops_the_landslides_on_flat_ground(provider, scenes, model, tmp_path):
+    import csv
+
+    import numpy as np
+
+    # 30 degrees under the big rectangle (columns < 50), flat under the small one
+    slope = np.where(np.arange(COLS) < 50, 30.0, 0.0)[None].repeat(ROWS, 0).astype(np.float32)
+    slope_path = str(make_raster(tmp_path / "slope.tif", slope))
+    out = tmp_path / "out"
+    result = processing.run(ALG, {"INPUT": scenes, "MODEL": str(model), "WORKERS": 2,
+                                  "SLOPE": slope_path, "MIN_SLOPE": 10.0,
+                                  "OUTPUT_FOLDER": str(out)})
+    assert (result["MAPPED"], result["POLYGON_COUNT"]) == (2, 2)
+    layer = QgsVectorLayer(result["OUTPUT_POLYGONS"], "inventory", "ogr")
+    assert sorted(f["area_m2"] for f in layer.getFeatures()) == pytest.approx(
+        [rect_area_m2(BIG)] * 2)
+    # the layer must go now: the traceback pytest.raises keeps below holds this frame, and a
+    # QGIS layer freed only after QGIS itself has shut down crashes the interpreter at exit
+    del layer
+    with open(result["OUTPUT_SUMMARY"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["slope_dropped"], float(r["slope_dropped_ha"])) for r in rows] == [
+        ("1", pytest.approx(rect_area_m2(SMALL) / 1e4, abs=0.005))] * 2
+    with pytest.raises(QgsProcessingException, match="Minimum slope 10 degrees: expected a DEM "
+                                                     "or a slope raster"):
+        processing.run(ALG, {"INPUT": scenes, "MODEL": str(model), "MIN_SLOPE": 10.0,
+                             "OUTPUT_FOLDER": str(tmp_path / "none")})
+    assert not (tmp_path / "none").exists()
 
 
 def test_cancel_is_a_processing_error(provider, scenes, model, tmp_path):

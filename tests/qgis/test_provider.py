@@ -22,7 +22,7 @@ ADVANCED = {
         "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "FILL_HOLES_M2", "BANDS",
         "PROBABILITY_FORMAT", "RESCALE", "SLOPE", "MIN_SLOPE", "TTA",
     },
-    "landslide_mapper:map_many": {"WORKERS", "FORCE", "FILL_HOLES_M2"},
+    "landslide_mapper:map_many": {"WORKERS", "FORCE", "FILL_HOLES_M2", "SLOPE", "MIN_SLOPE"},
     "landslide_mapper:vectorize_mask": {"FILL_HOLES_M2", "SLOPE", "MIN_SLOPE"},
     "landslide_mapper:prepare_sentinel2_stack": {"B10_FILL"},
     "landslide_mapper:export_training_chips": {"BLOCK_SIZE", "SEED", "BANDS"},
@@ -82,6 +82,21 @@ def test_map_landslides_parameters_and_outputs(provider):
                        "OUTPUT_REPORT", "POLYGON_COUNT", "PROVIDER"}
     assert provider.defaultVectorFileExtension(True) == "gpkg"
     assert provider.defaultRasterFileExtension() == "tif"
+
+
+def test_map_many_parameters_and_outputs(provider):
+    alg = QgsApplication.processingRegistry().algorithmById("landslide_mapper:map_many")
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert set(params) == {
+        "INPUT", "MODEL", "MODEL_FILE", "THRESHOLD", "MIN_AREA_M2", "SIMPLIFY_M", "FILL_HOLES_M2",
+        "SLOPE", "MIN_SLOPE", "CRS", "WORKERS", "FORCE", "OUTPUT_FOLDER",
+    }
+    optional = {n for n, p in params.items()
+                if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
+    assert {"SLOPE", "MODEL_FILE", "THRESHOLD", "CRS"} <= optional
+    assert params["MIN_SLOPE"].defaultValue() == 0.0
+    assert {o.name() for o in alg.outputDefinitions()} == {
+        "OUTPUT_FOLDER", "OUTPUT_POLYGONS", "OUTPUT_SUMMARY", "MAPPED", "FAILED", "POLYGON_COUNT"}
 
 
 def test_vectorize_mask_parameters_and_outputs(provider):

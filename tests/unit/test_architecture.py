@@ -27,7 +27,7 @@ CORE_ALLOWED = {
     "loop": {"raster", "models", "polygons"},
     "report": {"polygons", "raster"},
     "mapping": {"raster", "models", "polygons", "inputs", "report"},
-    "batch": {"mapping", "models", "raster"},
+    "batch": {"mapping", "inputs", "polygons", "models", "raster"},
 }
 CORE_SHARED = {"contract", "errors", "paths", "georeferencing", "staging"}
 

@@ -7,6 +7,10 @@ test maps small real Sentinel-2 tiles from ../shared/data with a bundled model.
 
 from __future__ import annotations
 
+import csv
+import errno
+import json
+import math
 import shutil
 from pathlib import Path
 
@@ -17,15 +21,16 @@ import rasterio
 from pyproj import CRS
 from rasterio.transform import from_origin
 
+from landslide_mapper.core.batch import inventory as inventory_module
 from landslide_mapper.core.batch.cluster import local_sizing, open_cluster
 from landslide_mapper.core.batch.listing import expand_inputs, output_names
 from landslide_mapper.core.batch.run import INVENTORY, SUMMARY, map_many
 from landslide_mapper.core.batch.split import block_batches, map_split, row_blocks, touches
-from landslide_mapper.core.errors import CancelledError, InputError
+from landslide_mapper.core.errors import CancelledError, InputError, OutputError
 from landslide_mapper.core.mapping.engine import map_landslides
 from landslide_mapper.core.mapping.tiling import TileGrid
 from landslide_mapper.core.models.dummy import build_dummy_model
-from tests.support import make_raster, shared_data
+from tests.support import PX, X0, make_raster, shared_data
 
 W = [0.004, -0.003, 0.002]
 B = -0.6
@@ -154,6 +159,10 @@ def test_force_and_changed_settings_map_again(tmp_path, model):
     out = tmp_path / "out"
     first = map_many([str(folder)], model, out, workers=1, processes=False)
     assert [o.status for o in first.outcomes] == ["done"]
+    # Options that are off leave the settings as runs made before they existed wrote them.
+    settings = json.loads((out / "a" / "result.json").read_text())["settings"]
+    assert not {"tta", "rescale", "slope", "min_slope_deg"} & set(settings["options"])
+    assert "terrain_files" not in settings
     assert [o.status for o in map_many([str(folder)], model, out, workers=1,
                                        processes=False).outcomes] == ["skipped"]
     assert [o.status for o in map_many([str(folder)], model, out, workers=1, processes=False,
@@ -198,8 +207,10 @@ def test_errors_before_any_work(tmp_path, rasters, model):
     (tmp_path / "file").write_text("x")
     with pytest.raises(Exception, match="expected a folder, found a file"):
         map_many([str(rasters)], model, tmp_path / "file")
-    with pytest.raises(InputError, match="Split rows"):
-        map_many([str(rasters)], model, tmp_path / "out", split_rows=10, dem=str(rasters))
+    with pytest.raises(InputError, match="Minimum slope 5 degrees: expected a DEM or a slope "
+                                         "raster") as info:
+        map_many([str(rasters)], model, tmp_path / "out", min_slope_deg=5, split_rows=10)
+    assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -259,9 +270,9 @@ def test_split_rows_equals_single_run_pixel_for_pixel(tmp_path, split_rows, kind
     single = map_landslides(src, model, probability_path=one / "p.tif", mask_path=one / "m.tif",
                             polygons_path=one / "l.gpkg", **opts)
     with open_cluster(None, 8, workers=2, model_threads=1, processes=False) as info:
-        count, _ = map_split(src, model, info.client, info.cancel_event, split_rows,
-                             probability_path=split / "p.tif", mask_path=split / "m.tif",
-                             polygons_path=split / "l.gpkg", **opts)
+        count = map_split(src, model, info.client, info.cancel_event, split_rows,
+                          probability_path=split / "p.tif", mask_path=split / "m.tif",
+                          polygons_path=split / "l.gpkg", **opts).polygon_count
     for name in ("p.tif", "m.tif"):
         with rasterio.open(one / name) as a, rasterio.open(split / name) as b:
             assert repr(a.profile) == repr(b.profile)  # nodata may be NaN (never == itself)
@@ -282,6 +293,182 @@ def test_batch_with_split_rows_on_worker_processes(tmp_path, rasters, model):
         with rasterio.open(tmp_path / "plain" / o.name / "probability.tif") as a, \
                 rasterio.open(tmp_path / "split" / o.name / "probability.tif") as b:
             np.testing.assert_array_equal(a.read(), b.read())
+
+
+# --- the options of a single run: terrain, minimum slope, rescaling; the inventory's layer ----
+
+T_ROWS, T_COLS, BREAK_COL = 48, 80, 40  # flat ground west of column 40, a 30-degree plane east
+
+
+def terrain_scene(path: Path, squares) -> Path:
+    """An RGB raster bright (a landslide for :func:`bright`) on ``(r0, r1, c0, c1)`` squares."""
+    rgb = np.full((3, T_ROWS, T_COLS), 50, np.uint8)
+    for r0, r1, c0, c1 in squares:
+        rgb[0, r0:r1, c0:c1] = 200
+    return make_raster(path, rgb, descriptions=["red", "green", "blue"])
+
+
+def terrain_dem(path: Path) -> Path:
+    x = X0 + PX * (np.arange(T_COLS) + 0.5)
+    brk = X0 + PX * BREAK_COL
+    z = np.where(x < brk, 100.0, 100.0 + (x - brk) * math.tan(math.radians(30.0)))
+    return make_raster(path, np.tile(z, (T_ROWS, 1)).astype(np.float32))
+
+
+FLAT_A, STEEP_A = (5, 15, 5, 15), (5, 15, 50, 60)  # 10 x 10 px of 10 m: 1 ha each
+FLAT_B = (25, 35, 20, 30)
+
+
+@pytest.fixture
+def bright(tmp_path: Path) -> Path:
+    path = tmp_path / "bright.onnx"
+    build_dummy_model(path, weights=[0.1, 0, 0], bias=-10.0, tile_size=32, overlap=8)
+    return path
+
+
+@pytest.fixture
+def terrain(tmp_path: Path) -> tuple[Path, Path]:
+    """Rasters a (one flat, one steep square) and b (two flat, one steep), and the DEM."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    terrain_scene(folder / "a.tif", [FLAT_A, STEEP_A])
+    terrain_scene(folder / "b.tif", [FLAT_A, FLAT_B, STEEP_A])
+    return folder, terrain_dem(tmp_path / "dem.tif")
+
+
+def test_min_slope_drops_flat_polygons_and_the_summary_says_so(tmp_path, terrain, bright):
+    folder, dem = terrain
+    out = tmp_path / "out"
+    opts = {"workers": 1, "processes": False}
+    result = map_many([str(folder)], bright, out, dem=dem, min_slope_deg=10, **opts)
+    by_name = {o.name: o for o in result.outcomes}
+    assert [(by_name[n].polygons, by_name[n].slope_dropped, by_name[n].slope_dropped_ha)
+            for n in ("a", "b")] == [(1, 1, 1.0), (1, 2, 2.0)]
+    features, _ = inventory(out / INVENTORY)
+    assert len(features) == 2 and all(f["slope_mean"] == pytest.approx(30, abs=1)
+                                      for f in features)
+    with open(out / SUMMARY, newline="") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert [(rows[n]["slope_dropped"], rows[n]["slope_dropped_ha"]) for n in ("a", "b")] == [
+        ("1", "1.00"), ("2", "2.00")]
+    assert any("3 polygons (3.00 ha) dropped for a mean slope under 10 degrees" in m
+               for m in result.messages)
+
+    # The settings fingerprint: the same options skip (and keep the counts), others map again.
+    again = map_many([str(folder)], bright, out, dem=dem, min_slope_deg=10, **opts)
+    assert [(o.status, o.slope_dropped) for o in again.outcomes] == [("skipped", 1),
+                                                                     ("skipped", 2)]
+    off = map_many([str(folder)], bright, out, dem=dem, **opts)
+    assert [(o.status, o.polygons) for o in off.outcomes] == [("done", 2), ("done", 3)]
+    slope = make_raster(tmp_path / "slope.tif", np.where(np.arange(T_COLS) < BREAK_COL, 0.0, 30.0)
+                        [None].repeat(T_ROWS, 0).astype(np.float32))
+    by_slope = map_many([str(folder)], bright, out, slope=slope, min_slope_deg=10, **opts)
+    assert [(o.status, o.slope_dropped) for o in by_slope.outcomes] == [("done", 1), ("done", 2)]
+    make_raster(slope, np.full((T_ROWS, T_COLS), 30.0, np.float32))  # the same file, redone
+    steep = map_many([str(folder)], bright, out, slope=slope, min_slope_deg=10, **opts)
+    assert [(o.status, o.slope_dropped) for o in steep.outcomes] == [("done", 0), ("done", 0)]
+
+
+def test_split_rows_gives_the_polygons_their_terrain_too(tmp_path, terrain, bright):
+    folder, dem = terrain
+    opts = {"dem": dem, "min_slope_deg": 10, "workers": 1, "processes": False}
+    plain = map_many([str(folder)], bright, tmp_path / "plain", **opts)
+    split = map_many([str(folder)], bright, tmp_path / "split", split_rows=20, **opts)
+    assert split.ok and [(o.polygons, o.slope_dropped) for o in split.outcomes] == [
+        (o.polygons, o.slope_dropped) for o in plain.outcomes]
+    assert inventory(tmp_path / "split" / INVENTORY)[0] == inventory(
+        tmp_path / "plain" / INVENTORY)[0]
+
+    needs_slope = tmp_path / "needs-slope.onnx"
+    build_dummy_model(needs_slope, bands=["red", "green", "slope_deg"], weights=[0.1, 0, 0],
+                      bias=-10.0, tile_size=32, overlap=8)
+    refused = map_many([str(folder / "a.tif")], needs_slope, tmp_path / "x", split_rows=20, **opts)
+    assert refused.outcomes[0].status == "failed"
+    assert "a split run does not derive them" in refused.outcomes[0].error
+
+
+def test_rescale_maps_values_the_model_would_refuse(tmp_path):
+    model = tmp_path / "s2.onnx"
+    build_dummy_model(model, bands=[{"name": n, "value_range": [0, 10000], "dtype": "uint16"}
+                                    for n in ("red", "green", "blue")],
+                      weights=[0.001, 0, 0], bias=-2.0, tile_size=32, overlap=8)
+    dn = np.random.default_rng(3).uniform(300, 1500, (3, 60, 70))
+    dn[:, 20:40, 30:50] = 3500.0  # the only landslide
+    dn = np.rint(dn)
+    for name, values in (("dn", dn.astype(np.uint16)), ("unit", (dn / 10000).astype(np.float32))):
+        (tmp_path / name).mkdir()
+        make_raster(tmp_path / name / "scene.tif", values, descriptions=["red", "green", "blue"])
+    opts = {"workers": 1, "processes": False}
+    reference = map_many([str(tmp_path / "dn")], model, tmp_path / "ref", **opts)
+    assert [o.polygons for o in reference.outcomes] == [1]
+    for split_rows in (None, 25):
+        refused = map_many([str(tmp_path / "unit")], model, tmp_path / f"no{split_rows}",
+                           split_rows=split_rows, **opts)
+        error = refused.outcomes[0].error
+        assert refused.outcomes[0].status == "failed" and "--rescale" in error
+        assert "scene.tif" in error and "\n" not in error
+    plain = map_many([str(tmp_path / "unit")], model, tmp_path / "plain", rescale=True, **opts)
+    split = map_many([str(tmp_path / "unit")], model, tmp_path / "split", rescale=True,
+                     split_rows=25, **opts)
+    assert [o.polygons for o in plain.outcomes] == [o.polygons for o in split.outcomes] == [1]
+    with rasterio.open(tmp_path / "ref" / "scene" / "probability.tif") as ref, \
+            rasterio.open(tmp_path / "plain" / "scene" / "probability.tif") as a, \
+            rasterio.open(tmp_path / "split" / "scene" / "probability.tif") as b:
+        np.testing.assert_allclose(a.read(), ref.read(), atol=1e-5)  # 0..1 -> 0..10000
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_layer_keeps_the_other_layers_of_the_inventory(tmp_path, rasters, model):
+    (rasters / "corrupt.tif").unlink()
+    out = tmp_path / "out"
+    first = map_many([str(rasters)], model, out, workers=1, processes=False)
+    gpkg = out / INVENTORY
+    road = {"geometry": {"type": "LineString", "coordinates": [(500000, 3999000),
+                                                               (500500, 3999500)]},
+            "properties": {"name": "ridge road"}}
+    with fiona.open(gpkg, "w", driver="GPKG", layer="roads", crs="EPSG:32654",
+                    schema={"geometry": "LineString", "properties": {"name": "str"}}) as dst:
+        dst.write(road)
+    again = map_many([str(rasters)], model, out, workers=1, processes=False,
+                     layer_name="event_2024")
+    assert [o.status for o in again.outcomes] == ["skipped"] * 3
+    assert sorted(fiona.listlayers(gpkg)) == ["event_2024", "landslides", "roads"]
+    with fiona.open(gpkg, layer="roads") as layer:
+        assert [f["properties"]["name"] for f in layer] == ["ridge road"]
+    for name in ("landslides", "event_2024"):
+        with fiona.open(gpkg, layer=name) as layer:
+            assert len(layer) == first.inventory_count == again.inventory_count > 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("failure", ["disk full while copying", "failed rename"])
+def test_a_failed_merge_leaves_the_previous_inventory_and_no_partial_file(
+        tmp_path, rasters, model, monkeypatch, failure):
+    (rasters / "corrupt.tif").unlink()
+    out = tmp_path / "out"
+    map_many([str(rasters)], model, out, workers=1, processes=False)
+    before = (out / INVENTORY).read_bytes()
+    real_copy = inventory_module._copy
+    calls = []
+
+    def copy_then_fail(*args):
+        calls.append(real_copy(*args))  # the first raster's polygons are written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fail_publish(staged, target, layers, what):
+        raise OutputError(f"{what} {target}: the rename failed.")
+
+    if failure == "failed rename":
+        monkeypatch.setattr(inventory_module.geopackage, "publish", fail_publish)
+    else:
+        monkeypatch.setattr(inventory_module, "_copy", copy_then_fail)
+    with pytest.raises(OutputError, match="disk is full" if "disk" in failure else "rename"):
+        map_many([str(rasters)], model, out, workers=1, processes=False)
+    assert (out / INVENTORY).read_bytes() == before
+    assert not [p for p in out.rglob(".*")]  # no temporary file anywhere
+    assert len(calls) == (1 if "disk" in failure else 0)
+    with open(out / SUMMARY, newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["skipped"] * 3
 
 
 # --- real data --------------------------------------------------------------------------------

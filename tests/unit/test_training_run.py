@@ -12,6 +12,7 @@ from landslide_mapper.core.errors import InputError, ModelError
 from landslide_mapper.core.loop import training_run
 from landslide_mapper.core.loop.training_run import build_config, find_python
 from landslide_mapper.core.models.dummy import build_dummy_model
+from landslide_mapper.core.models.registry import resolve_model
 
 
 @pytest.fixture
@@ -50,7 +51,25 @@ def test_config_extends_a_named_config(chips: Path):
     if not (training_run.CONFIG_DIR / "sentinel2-rgb.yaml").is_file():
         pytest.skip("training configs not present")
     cfg, _ = build_config(chips, base="sentinel2-rgb")
-    assert Path(cfg["extends"]).name == "sentinel2-rgb.yaml"
+    named = read_contract(resolve_model("sentinel2-rgb")).training["config"]
+    assert Path(cfg["extends"]).name == named  # the recipe the bundled model was trained with
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_a_base_config_whose_encoder_weights_are_absent_starts_from_random_weights(
+        chips: Path, tmp_path: Path, present: bool):
+    if present:
+        (tmp_path / "weights.pth").write_bytes(b"x")
+    base = tmp_path / "base.yaml"
+    base.write_text("name: base\nmodel: {architecture: unet, encoder: mobilenet_v2, "
+                    "encoder_weights: weights.pth}\n")
+    cfg, messages = build_config(chips, base=str(base))
+    if present:
+        assert "model" not in cfg  # the base's own model section (with its weights) applies
+    else:
+        assert cfg["model"] == {"architecture": "unet", "encoder": "mobilenet_v2",
+                                "encoder_weights": None}
+        assert any("weights.pth are not on this machine" in m for m in messages)
 
 
 def test_onnx_without_training_config_cannot_be_fine_tuned(chips: Path, tmp_path: Path):

@@ -2,23 +2,29 @@
 
 Each feature keeps its attributes (areas are ground areas, whatever the CRS) and gains ``source``,
 the raster it was mapped on. The CRS is the user's choice, else the rasters' common CRS, else
-EPSG:4326 when they differ. Features are streamed file by file, never all held at once; the
-GeoPackage appears only when complete.
+EPSG:4326 when they differ. Features are streamed file by file, never all held at once, into a
+temporary GeoPackage beside the target (:mod:`..staging`); only when it is complete does it take
+the target's place, or, when the target holds other layers, its layer is merged in and those are
+kept (:mod:`..polygons.geopackage`). A failed or cancelled merge leaves the previous inventory as
+it was and no temporary file.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .. import staging
 from ..errors import CancelledError, InputError, OutputError
+from ..polygons import geopackage
 
 LAYER = "landslides"
 SOURCE_FIELD = "source"
 FALLBACK_CRS = "EPSG:4326"
+#: The temporary name of earlier versions (no process id in it), removed when found.
+_LEGACY_TMP = ".{stem}.partial{suffix}"
 
 
 def target_crs(crs, part_crs: Sequence):
@@ -42,36 +48,42 @@ def target_crs(crs, part_crs: Sequence):
 
 
 def merge_inventory(parts: Sequence[tuple[Path, str]], target: Path, *, crs=None,
-                    is_canceled=None) -> tuple[int, str]:
-    """Write the polygons of every ``(polygon file, source raster)`` into ``target`` (one layer
-    ``landslides`` with a ``source`` attribute); returns the feature count and the CRS's name."""
+                    layer_name: str | None = None, is_canceled=None) -> tuple[int, str]:
+    """Write the polygons of every ``(polygon file, source raster)`` into the GeoPackage
+    ``target``, layer ``layer_name`` (default ``landslides``; the file's other layers are kept),
+    with a ``source`` attribute; returns the feature count and the CRS's name."""
     import fiona
     from pyproj import CRS
 
     target = Path(target)
+    layer = layer_name or LAYER
     schemas, crs_list = [], []
     for path, _ in parts:
-        with fiona.open(path) as layer:
-            schemas.append(dict(layer.schema))
-            crs_list.append(CRS.from_wkt(layer.crs_wkt))
+        with fiona.open(path) as src:
+            schemas.append(dict(src.schema))
+            crs_list.append(CRS.from_wkt(src.crs_wkt))
     out_crs = target_crs(crs, crs_list)
     properties = dict(schemas[0]["properties"]) if schemas else {}
+    for schema in schemas[1:]:  # terrain attributes of some rasters only: every column kept
+        properties.update((k, v) for k, v in schema["properties"].items() if k not in properties)
     properties[SOURCE_FIELD] = "str:1024"
     schema = {"geometry": "MultiPolygon", "properties": properties}
-    tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
-    _remove(tmp)
+    _remove(target.with_name(_LEGACY_TMP.format(stem=target.stem, suffix=target.suffix)))
+    tmp = staging.temporary_sibling(target)
     count = 0
     try:
-        with fiona.open(tmp, "w", driver="GPKG", layer=LAYER, schema=schema,
-                        crs_wkt=out_crs.to_wkt()) as dst:
-            for (path, source), part_crs in zip(parts, crs_list):
-                if is_canceled is not None and is_canceled():
-                    raise CancelledError("Cancelled by the user; the inventory was not written.")
-                count += _copy(path, str(source), part_crs, out_crs, dst, properties)
-        os.replace(tmp, target)
-    except (OSError, fiona.errors.FionaError) as exc:
+        with staging.writing("Inventory", tmp):
+            with fiona.open(tmp, "w", driver="GPKG", layer=layer, schema=schema,
+                            crs_wkt=out_crs.to_wkt()) as dst:
+                for (path, source), part_crs in zip(parts, crs_list):
+                    if is_canceled is not None and is_canceled():
+                        raise CancelledError("Cancelled by the user; the inventory was not "
+                                             "written.")
+                    count += _copy(path, str(source), part_crs, out_crs, dst, properties)
+        geopackage.publish(tmp, target, [layer], "Inventory")
+    except fiona.errors.FionaError as exc:
         raise OutputError(f"Inventory {target}: cannot be written ({exc}). Check the folder "
-                          "and the disk space.") from exc
+                          "and the disk space; the previous inventory is unchanged.") from exc
     finally:
         _remove(tmp)
     return count, out_crs.name
@@ -112,8 +124,6 @@ def _copy(path: Path, source: str, part_crs, out_crs, dst, properties: dict) -> 
 
 
 def _remove(tmp: Path) -> None:
-    for p in tmp.parent.glob(tmp.name + "*"):
-        try:
-            p.unlink()
-        except OSError:
-            pass
+    """A temporary GeoPackage and what SQLite keeps beside it."""
+    for p in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal"))):
+        staging.remove_path(p)

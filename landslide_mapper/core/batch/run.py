@@ -3,14 +3,18 @@
 One task per raster (:func:`.tasks.map_raster`), or with ``split_rows`` one raster at a time in
 blocks of rows over all workers (:mod:`.split`). A raster that fails does not stop the others; the
 summary (returned, and written to ``DIR/summary.csv``) lists every raster with its status, polygon
-count, landslide area, seconds and error. Rasters whose outputs are complete for the same settings
-are skipped unless ``force``. Everything that can be checked before the work is: the inputs, the
-models, the inventory CRS and the output folder.
+count, landslide area, the polygons (and hectares) dropped for a mean slope under ``min_slope_deg``,
+seconds and error. Rasters whose outputs are complete for the same settings are skipped unless
+``force``. Everything that can be checked before the work is: the inputs, the models, the minimum
+slope, the inventory CRS, the output folder and the inventory GeoPackage (``layer_name`` is its
+layer; its other layers are kept). The summary, the records and the inventory are written under
+temporary names and published when complete (:mod:`..staging`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Sequence
@@ -18,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import staging
 from ..contract import check_tiling, read_contract
 from ..errors import CancelledError, InputError, OutputError
 from ..mapping.model_choice import is_auto
 from ..models.registry import resolve_model
+from ..polygons import geopackage
+from ..polygons.terrain_stats import check_min_slope
 from ..raster import io as rio
 from .cluster import open_cluster, received_progress
 from .inventory import merge_inventory, target_crs
@@ -43,8 +50,12 @@ from .tasks import (
 
 INVENTORY = "landslides.gpkg"
 SUMMARY = "summary.csv"
-MAP_OPTIONS = ("threshold", "tile_size", "overlap", "batch_size", "device", "bands", "dem",
-               "slope", "probability_format", "min_area_m2", "fill_holes_m2", "simplify_m", "tta")
+MAP_OPTIONS = ("threshold", "tile_size", "overlap", "batch_size", "device", "bands", "rescale",
+               "dem", "slope", "probability_format", "min_area_m2", "fill_holes_m2", "simplify_m",
+               "min_slope_deg", "tta")
+#: Options added after the first batches were run, left out of the settings (and of the engine
+#: call) when off: the settings of runs made before them still match.
+_OFF = {"tta": False, "rescale": False, "slope": None, "min_slope_deg": 0.0}
 _SPLIT_TASKS = 1 << 20  # a split run has as many tasks as blocks: size the cluster to the cores
 
 
@@ -59,6 +70,7 @@ class BatchResult:
     inventory_crs: str | None = None
     summary_path: Path | None = None
     dashboard: str | None = None
+    min_slope_deg: float = 0.0
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
 
@@ -79,6 +91,7 @@ def map_many(
     split_rows: int | None = None,
     force: bool = False,
     crs: str | None = None,
+    layer_name: str | None = None,
     processes: bool = True,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
@@ -91,8 +104,10 @@ def map_many(
     ``model`` is used for rasters a list file gives no model. ``scheduler``: a Dask scheduler's
     address (paths must then be readable and writable by the workers); without it a local cluster
     of ``workers`` x ``threads_per_worker`` model threads (see :mod:`.cluster`). ``map_options``
-    are :func:`~landslide_mapper.core.mapping.engine.map_landslides`'s. Raises InputError or
-    OutputError before any work, CancelledError when cancelled (finished rasters are kept).
+    are :func:`~landslide_mapper.core.mapping.engine.map_landslides`'s (:data:`MAP_OPTIONS`).
+    ``layer_name``: the inventory's GeoPackage layer (default ``landslides``; other layers of
+    ``out_dir/landslides.gpkg`` are kept). Raises InputError or OutputError before any work,
+    CancelledError when cancelled (finished rasters are kept).
     """
     t0 = time.perf_counter()
     messages: list[str] = []
@@ -107,16 +122,13 @@ def map_many(
         raise InputError(f"Options {', '.join(unknown)}: expected only {', '.join(MAP_OPTIONS)}.")
     items = expand_inputs(inputs)
     models = _models(items, model, map_options)
+    min_slope = check_min_slope(map_options.get("min_slope_deg", 0.0),
+                                map_options.get("slope") or map_options.get("dem"))
     if crs is not None:
         target_crs(crs, [])
-    if split_rows is not None and (map_options.get("dem") or map_options.get("slope")):
-        raise InputError("Split rows: a split run does not derive terrain bands from a DEM; add "
-                         "them to the rasters first ('landslide-mapper prepare --dem'), or map "
-                         "without --split-rows.")
     out = _prepare_out_dir(out_dir)
-    # tta only when on: the settings of runs made before it existed still match
     options = {k: (str(v) if k in ("dem", "slope") and v is not None else v)
-               for k, v in map_options.items() if k != "tta" or v}
+               for k, v in map_options.items() if k not in _OFF or v != _OFF[k]}
     # Split or not, the outputs are the same: split_rows is not part of the settings.
     settings = {i.name: run_settings(i.raster, models[i.name], options) for i in items}
     outcomes: dict[str, RasterOutcome] = {}
@@ -130,7 +142,7 @@ def map_many(
     if len(todo) < len(items):
         note(f"{len(items) - len(todo)} of {len(items)} rasters already mapped with the same "
              "settings: skipped (force to redo).")
-    result = BatchResult([], out, messages=messages)
+    result = BatchResult([], out, messages=messages, min_slope_deg=min_slope)
     report = _Fraction(progress, len(items), len(items) - len(todo))
     if todo:
         n_tasks = _SPLIT_TASKS if split_rows else len(todo)
@@ -154,9 +166,10 @@ def map_many(
     if parts:
         result.inventory_path = out / INVENTORY
         result.inventory_count, result.inventory_crs = merge_inventory(
-            parts, result.inventory_path, crs=crs, is_canceled=is_canceled)
+            parts, result.inventory_path, crs=crs, layer_name=layer_name,
+            is_canceled=is_canceled)
         note(f"Inventory {result.inventory_path}: {result.inventory_count} polygons from "
-             f"{len(parts)} rasters ({result.inventory_crs}).")
+             f"{len(parts)} rasters ({result.inventory_crs}){dropped_note(result)}.")
     report.finish()
     result.seconds = time.perf_counter() - t0
     return result
@@ -197,7 +210,20 @@ def _prepare_out_dir(out_dir) -> Path:
         raise OutputError(f"Output folder {out}: cannot be created ({exc.strerror}). Choose a "
                           "folder you can write to.") from exc
     rio.check_writable(out / INVENTORY, "Inventory")
+    geopackage.check_container(out / INVENTORY, "Inventory")  # its other layers will be kept
     return out
+
+
+def dropped_note(result: BatchResult) -> str:
+    """``; N polygons (X ha) dropped for a mean slope under D degrees`` over the mapped rasters
+    (their split per raster is in the summary); empty when the minimum slope is off."""
+    if not result.min_slope_deg > 0:
+        return ""
+    mapped = [o for o in result.outcomes if o.ok]
+    n = sum(o.slope_dropped for o in mapped)
+    area = sum(o.slope_dropped_ha for o in mapped)
+    return (f"; {n} polygon{'s' if n != 1 else ''} ({area:.2f} ha) dropped for a mean slope "
+            f"under {result.min_slope_deg:g} degrees")
 
 
 def _models(items: list[BatchItem], model, map_options: dict) -> dict[str, str]:
@@ -243,8 +269,7 @@ def _run_tasks(todo, models, out: Path, settings, options, info, _split_rows, re
             o = outcomes[item.name]
             running.pop(item.name, None)
             report.finished()
-            note(f"[{len(outcomes)}/{len(todo)}] {item.name}: {o.status}"
-                 + (f", {o.polygons} polygons, {o.seconds:.1f} s" if o.ok else f": {o.error}"))
+            note(_progress_line(len(outcomes), len(todo), o))
         if pending and not cancelled and is_canceled is not None and is_canceled():
             from distributed import Event
 
@@ -254,6 +279,15 @@ def _run_tasks(todo, models, out: Path, settings, options, info, _split_rows, re
         if pending and not finished:
             time.sleep(0.2)
     return outcomes
+
+
+def _progress_line(k: int, n: int, o: RasterOutcome) -> str:
+    """``[k/n] NAME: done, 12 polygons (3 dropped for their slope, 0.41 ha), 1.2 s``."""
+    if not o.ok:
+        return f"[{k}/{n}] {o.name}: {o.status}: {o.error}"
+    dropped = (f" ({o.slope_dropped} dropped for their slope, {o.slope_dropped_ha:.2f} ha)"
+               if o.slope_dropped else "")
+    return f"[{k}/{n}] {o.name}: {o.status}, {o.polygons} polygons{dropped}, {o.seconds:.1f} s"
 
 
 def _outcome(future, item: BatchItem) -> RasterOutcome:
@@ -277,24 +311,27 @@ def _run_split(todo, models, out: Path, settings, options, info, split_rows, rep
         try:
             folder.mkdir(parents=True, exist_ok=True)
             paths = output_paths(out, item.name)
-            opts = {k: v for k, v in options.items() if k not in ("dem", "slope")}
-            o.polygons, _ = map_split(
+            split = map_split(
                 item.raster, models[item.name], info.client, info.cancel_event, split_rows,
                 probability_path=paths["probability"], mask_path=paths["mask"],
                 polygons_path=paths["polygons"], model_threads=info.model_threads,
-                progress=report.part, is_canceled=is_canceled, log=note, **opts)
-            o.area_m2, o.status = polygon_area_m2(paths["polygons"]), DONE
+                progress=report.part, is_canceled=is_canceled, log=note, **options)
+            o.polygons, o.area_m2 = split.polygon_count, polygon_area_m2(paths["polygons"])
+            o.slope_dropped = split.slope_dropped_count
+            o.slope_dropped_ha, o.status = split.slope_dropped_area_ha, DONE
         except CancelledError as exc:
             o.status, o.error = CANCELLED, one_line(exc)
         except Exception as exc:  # reported in the summary; the next raster goes on
             o.error = one_line(exc, str(item.raster))
         o.seconds = time.perf_counter() - t0
         if o.status == DONE:
-            write_record(folder, o, settings[item.name])
+            try:
+                write_record(folder, o, settings[item.name])
+            except Exception as exc:  # the outputs stay; the next run maps this raster again
+                o.status, o.error = FAILED, one_line(exc)
         outcomes[item.name] = o
         report.finished()
-        note(f"[{len(outcomes)}/{len(todo)}] {item.name}: {o.status}"
-             + (f", {o.polygons} polygons, {o.seconds:.1f} s" if o.ok else f": {o.error}"))
+        note(_progress_line(len(outcomes), len(todo), o))
         if o.status == CANCELLED:
             for rest in todo[len(outcomes):]:
                 outcomes[rest.name] = RasterOutcome(rest.name, str(rest.raster), CANCELLED,
@@ -303,17 +340,22 @@ def _run_split(todo, models, out: Path, settings, options, info, split_rows, rep
     return outcomes
 
 
+#: The columns of ``summary.csv``; ``slope_dropped`` and ``slope_dropped_ha``: the polygons (and
+#: their area) a minimum slope dropped (0 when it is off).
+SUMMARY_COLUMNS = ("raster", "name", "status", "polygons", "area_ha", "slope_dropped",
+                   "slope_dropped_ha", "seconds", "error")
+
+
 def write_summary(path: Path, outcomes: list[RasterOutcome]) -> Path:
-    """The summary as CSV (written under a temporary name, then renamed)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["raster", "name", "status", "polygons", "area_ha", "seconds", "error"])
-        for o in outcomes:
-            w.writerow([o.source, o.name, o.status, o.polygons, f"{o.area_m2 / 1e4:.4f}",
-                        f"{o.seconds:.2f}", o.error or ""])
-    os.replace(tmp, path)
-    return path
+    """The summary as CSV (written under a temporary name, then published)."""
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(SUMMARY_COLUMNS)
+    for o in outcomes:
+        w.writerow([o.source, o.name, o.status, o.polygons, f"{o.area_m2 / 1e4:.4f}",
+                    o.slope_dropped, f"{o.slope_dropped_ha:.2f}", f"{o.seconds:.2f}",
+                    o.error or ""])
+    return staging.write_text(path, text.getvalue(), "Summary")
 
 
 __all__ = ["INVENTORY", "SUMMARY", "BatchResult", "map_many"]

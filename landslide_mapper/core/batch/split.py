@@ -10,15 +10,22 @@ the probability raster and the mask exactly as a single run writes its rows, and
 mask once (the vectorizer already joins polygons across strip edges). Outputs appear only when
 complete; part files are removed in every case.
 
-Rasters that need resampling to the model's pixel size, or terrain bands from a DEM, are refused:
-prepare them first (``landslide-mapper prepare``), then split.
+The raster's values are checked against the model's range as a single run checks them (refused,
+or with ``rescale`` mapped linearly onto it: the workers get the rescaled bands). A DEM or a slope
+raster gives the polygons their terrain attributes, and ``min_slope_deg`` drops the flat ones, as
+in a single run (the client reads them while vectorizing). Rasters that need resampling to the
+model's pixel size, or terrain bands from a DEM, are refused: prepare them first
+(``landslide-mapper prepare``), then split.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +33,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from ..errors import CancelledError, InputError
+from ..inputs.terrain import spec_terrain_kind, terrain_kind, terrain_sources
 
 # The single run's own pre-flight checks, staging, row writers and vectorizing step: a split run
 # checks, stages, writes and publishes its outputs exactly as it does (private to the mapping
@@ -33,16 +41,30 @@ from ..errors import CancelledError, InputError
 from ..mapping.engine import _input_reader as input_reader
 from ..mapping.engine import _model_settings as model_settings
 from ..mapping.engine import _Staging as Staging
-from ..mapping.engine import _vectorize as vectorize_staged
 from ..mapping.engine import _Writers as RowWriters
 from ..mapping.inference import StripAccumulator
 from ..mapping.model_choice import choose_model, is_auto
-from ..mapping.request import check_request
+from ..mapping.request import check_request, other_inputs
 from ..mapping.tiling import Tile, TileGrid
+from ..mapping.vectorizing import polygons_step, terrain_note
+from ..polygons.terrain_stats import check_min_slope
 from ..raster import io as rio
 from ..raster.bands import map_bands
+from ..raster.values import check_input_values
 
 _POLL_S = 0.2
+
+
+@dataclass
+class SplitResult:
+    """What a split run wrote: the polygon count, the seconds, and the polygons dropped for a
+    mean slope under ``min_slope_deg`` (count and hectares)."""
+
+    polygon_count: int
+    seconds: float
+    slope_dropped_count: int = 0
+    slope_dropped_area_ha: float = 0.0
+
 _PART_PROFILE = {"driver": "GTiff", "count": 2, "dtype": "float32", "tiled": True,
                  "blockxsize": rio.BLOCK, "blockysize": rio.BLOCK, "compress": "deflate",
                  "predictor": 3, "bigtiff": "IF_SAFER"}
@@ -69,10 +91,12 @@ def block_batches(grid: TileGrid, batch_size: int, r0: int, r1: int) -> list[lis
 
 def map_rows(raster: str, model: str, indexes: Sequence[int], tile: int, overlap: int,
              batch_size: int, device: str, model_threads: int | None, r0: int, r1: int,
-             part_path: str, cancel_event: str | None = None, tta: bool = False) -> int:
+             part_path: str, cancel_event: str | None = None, tta: bool = False,
+             band_specs: Sequence | None = None) -> int:
     """On a worker: blended probabilities of rows ``[r0, r1)`` into ``part_path`` (band 1 the
     probability, NaN where not scored; band 2 the validity, 1 or 0; ``tta``: each batch scored
-    in the 8 orientations, as a single run does). Returns the tiles run."""
+    in the 8 orientations, as a single run does; ``band_specs``: the model's bands as the client
+    checked them, rescaled when asked). Returns the tiles run."""
     import rasterio
 
     from ..contract import read_contract
@@ -84,6 +108,8 @@ def map_rows(raster: str, model: str, indexes: Sequence[int], tile: int, overlap
     is_canceled = cancel_flag(cancel_event) if cancel_event else (lambda: False)
     model_path = resolve_model(model)
     contract = read_contract(model_path)
+    if band_specs is not None:
+        contract = replace(contract, bands=tuple(band_specs))
     with rio.gdal_env(), rio.open_input(raster) as ds:
         reader = rio.BandReader(ds, list(indexes), contract.bands, contract.nodata_value)
         session = create_session(model_path, contract, device=device,
@@ -125,69 +151,98 @@ def map_split(raster, model, client, cancel_event: str, split_rows: int, *,
               threshold: float | None = None, tile_size: int | None = None,
               overlap: int | None = None, batch_size: int = 4, device: str = "auto",
               model_threads: int | None = None, bands: Sequence[int] | None = None,
-              probability_format: str = "float32", min_area_m2: float = 0.0,
-              fill_holes_m2: float = 0.0, simplify_m: float = 0.0, tta: bool = False,
+              rescale: bool = False, dem=None, slope=None, probability_format: str = "float32",
+              min_area_m2: float | None = 0.0, fill_holes_m2: float = 0.0, simplify_m: float = 0.0,
+              min_slope_deg: float = 0.0, tta: bool = False,
               progress: Callable[[float], None] | None = None,
               is_canceled: Callable[[], bool] | None = None,
-              log: Callable[[str], None] | None = None) -> tuple[int, float]:
+              log: Callable[[str], None] | None = None) -> SplitResult:
     """Map ``raster`` in blocks of ``split_rows`` rows on the workers of ``client``; writes the
-    same outputs as :func:`~landslide_mapper.core.mapping.engine.map_landslides` would.
-    Returns the polygon count and the seconds taken."""
+    same outputs as :func:`~landslide_mapper.core.mapping.engine.map_landslides` would."""
     t_start = time.perf_counter()
     report = progress or (lambda _f: None)
     note = log or (lambda _m: None)
     source = f"Input raster {raster}"
     targets = check_request(raster, (probability_path, mask_path, polygons_path),
-                            probability_format, batch_size)
+                            probability_format, batch_size, inputs=other_inputs(dem, slope, model))
+    min_slope_deg = check_min_slope(min_slope_deg, slope if slope is not None else dem)
     if is_auto(model):  # the bundled model that fits this raster, as a single run chooses it
         choice = choose_model(raster, bands=bands)
         for line in choice.explanation():
             note(line)
         model = choice.chosen.name
     model_path, contract, tile, ovl, thr = model_settings(model, tile_size, overlap, threshold)
-    with rio.gdal_env(), rio.open_input(raster) as ds:
-        rio.check_georeferenced(ds, source)
-        mapping = map_bands(contract.bands, list(ds.descriptions), explicit=bands, source=source)
-        if rio.plan_resampling(ds, contract, source) is not None:
-            raise InputError(
-                f"{source}: its pixel size differs from the model's ({contract.pixel_size_m:g} "
-                "m), and a split run does not resample; resample the raster to the model's "
-                "pixel size first, or map it without splitting.")
-        input_reader(ds, mapping.indexes, contract, source, note)  # refuses an empty raster
-        height, width, crs, transform = ds.height, ds.width, ds.crs, ds.transform
-    blocks = row_blocks(height, split_rows)
-    note(f"{source}: {len(blocks)} block{'s' if len(blocks) != 1 else ''} of up to {split_rows} "
-         f"rows, tile overlap {ovl} px as margin.")
-    staging = Staging(*targets, resampled=False)
-    parts_dir = rio.temporary_sibling(next(p for p in targets if p is not None), "parts")
-    try:
-        parts_dir.mkdir()
-        parts = [parts_dir / f"rows-{r0:09d}.tif" for r0, _ in blocks]
-        futures = [client.submit(map_rows, str(raster), worker_model_ref(model, model_path),
-                                 mapping.indexes, tile, ovl, batch_size, device,
-                                 model_threads, r0, r1, str(part), cancel_event, tta,
-                                 pure=False)
-                   for (r0, r1), part in zip(blocks, parts)]
-        wait_all(futures, client, cancel_event, is_canceled, lambda f: report(0.8 * f))
-        for f in futures:
-            f.result()  # a block's error, as the worker raised it
-        writers = RowWriters(thr, probability_format)
-        _assemble(parts, blocks, staging, writers, crs, transform, width, height, is_canceled,
-                  lambda f: report(0.8 + 0.1 * f))
-        count = 0
-        if targets[2] is not None:
-            count = vectorize_staged(staging, contract.name, min_area_m2, fill_holes_m2,
-                                     simplify_m, is_canceled, lambda f: report(0.9 + 0.1 * f))
-        if is_canceled is not None and is_canceled():
-            raise CancelledError("Cancelled by the user; no output was written.")
-        staging.publish()
-    except BaseException:
-        staging.discard()
-        raise
-    finally:
-        shutil.rmtree(parts_dir, ignore_errors=True)
+    with ExitStack() as stack:
+        with rio.gdal_env(), rio.open_input(raster) as ds:
+            rio.check_georeferenced(ds, source)
+            if dem is not None or slope is not None:
+                _refuse_terrain_bands(ds, contract, source)
+            mapping = map_bands(contract.bands, list(ds.descriptions), explicit=bands,
+                                source=source)
+            contract, checked = check_input_values(ds, mapping.indexes, contract, source,
+                                                   rescale)
+            for line in checked:
+                note(line)
+            if rio.plan_resampling(ds, contract, source) is not None:
+                raise InputError(
+                    f"{source}: its pixel size differs from the model's "
+                    f"({contract.pixel_size_m:g} m), and a split run does not resample; resample "
+                    "the raster to the model's pixel size first, or map it without splitting.")
+            input_reader(ds, mapping.indexes, contract, source, note)  # refuses an empty raster
+            height, width, crs, transform = ds.height, ds.width, ds.crs, ds.transform
+        terrain = (None, None)
+        if targets[2] is not None and (dem is not None or slope is not None):
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide-terrain-"))
+            terrain = terrain_sources(raster, dem, workdir, slope, is_canceled)
+            note(terrain_note(terrain))
+        blocks = row_blocks(height, split_rows)
+        note(f"{source}: {len(blocks)} block{'s' if len(blocks) != 1 else ''} of up to "
+             f"{split_rows} rows, tile overlap {ovl} px as margin.")
+        staging = Staging(*targets, resampled=False)
+        parts_dir = rio.temporary_sibling(next(p for p in targets if p is not None), "parts")
+        try:
+            parts_dir.mkdir()
+            parts = [parts_dir / f"rows-{r0:09d}.tif" for r0, _ in blocks]
+            futures = [client.submit(map_rows, str(raster), worker_model_ref(model, model_path),
+                                     mapping.indexes, tile, ovl, batch_size, device,
+                                     model_threads, r0, r1, str(part), cancel_event, tta,
+                                     contract.bands, pure=False)
+                       for (r0, r1), part in zip(blocks, parts)]
+            wait_all(futures, client, cancel_event, is_canceled, lambda f: report(0.8 * f))
+            for f in futures:
+                f.result()  # a block's error, as the worker raised it
+            writers = RowWriters(thr, probability_format)
+            _assemble(parts, blocks, staging, writers, crs, transform, width, height,
+                      is_canceled, lambda f: report(0.8 + 0.1 * f))
+            flat = None if targets[2] is None else polygons_step(
+                staging, contract.name, (min_area_m2, fill_holes_m2, simplify_m), terrain,
+                min_slope_deg, is_canceled, lambda f: report(0.9 + 0.1 * f), note)
+            if is_canceled is not None and is_canceled():
+                raise CancelledError("Cancelled by the user; no output was written.")
+            staging.publish()
+        except BaseException:
+            staging.discard()
+            raise
+        finally:
+            shutil.rmtree(parts_dir, ignore_errors=True)
     report(1.0)
-    return count, time.perf_counter() - t_start
+    return SplitResult(int(flat.count) if flat else 0, time.perf_counter() - t_start,
+                       int(flat.flat_count) if flat else 0,
+                       round(flat.flat_area_m2 / 10_000, 2) if flat else 0.0)
+
+
+def _refuse_terrain_bands(ds, contract, source: str) -> None:
+    """A DEM or slope raster is only for the polygons in a split run: refuse a model that would
+    need terrain bands derived from it (a single run derives them; a split run does not)."""
+    present = {terrain_kind(d or "") for d in ds.descriptions} - {None}
+    missing = sorted({k for k in map(spec_terrain_kind, contract.bands)
+                      if k is not None and k not in present})
+    if missing:
+        raise InputError(
+            f"{source}: the model '{contract.name}' needs {' and '.join(missing)} bands the "
+            "raster lacks, and a split run does not derive them from a DEM or slope raster; add "
+            "them to the raster first ('landslide-mapper prepare --dem'), or map without "
+            "--split-rows.")
 
 
 def worker_model_ref(model, model_path: Path) -> str:

@@ -2,20 +2,21 @@
 
 Each raster's outputs go to ``DIR/NAME/`` (``probability.tif``, ``mask.tif``, ``landslides.gpkg``),
 written by :func:`~landslide_mapper.core.mapping.engine.map_landslides` with its guarantees
-(atomic outputs, bounded memory, cancel). ``result.json`` is written last, atomically: it holds
-the outcome and the settings of the run (raster, its size and time stamp, model, options), so a
-re-run skips a raster whose record matches and whose outputs are all there.
+(atomic outputs, bounded memory, cancel). ``result.json`` is written last, staged like every output
+(:mod:`..staging`): it holds the outcome and the settings of the run (raster, its size and time
+stamp, model, options, and the size and time stamp of a DEM or slope raster), so a re-run skips a
+raster whose record matches and whose outputs are all there.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import staging
 from ..errors import CancelledError, LandslideMapperError
 
 RECORD = "result.json"
@@ -36,6 +37,8 @@ class RasterOutcome:
     error: str | None = None
     folder: str | None = None
     started: float = 0.0  # when its worker began it (seconds since the epoch)
+    slope_dropped: int = 0         # polygons dropped for a mean slope under min_slope_deg
+    slope_dropped_ha: float = 0.0  # and their area
 
     @property
     def ok(self) -> bool:
@@ -53,11 +56,27 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 def run_settings(raster: Path, model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """What decides a raster's outputs: if any of it changes, a re-run maps the raster again."""
+    """What decides a raster's outputs: if any of it changes, a re-run maps the raster again
+    (a DEM or slope raster replaced by another of the same name too)."""
     stat = Path(raster).stat()
-    return {"raster": str(Path(raster).resolve()), "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "model": str(model),
-            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
+    settings = {"raster": str(Path(raster).resolve()), "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns, "model": str(model),
+                "options": {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in options.items()}}
+    terrain = {k: _stamp(options[k]) for k in ("dem", "slope") if options.get(k)}
+    if terrain:  # only then: the settings of runs without them stay as they were
+        settings["terrain_files"] = terrain
+    return settings
+
+
+def _stamp(path: Any) -> list[int] | None:
+    """Size and modification time of an input file (None when it cannot be read: the run will
+    say why)."""
+    try:
+        stat = Path(str(path)).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def completed(out_dir: Path, name: str, settings: dict[str, Any]) -> RasterOutcome | None:
@@ -80,11 +99,10 @@ def completed(out_dir: Path, name: str, settings: dict[str, Any]) -> RasterOutco
 
 
 def write_record(folder: Path, outcome: RasterOutcome, settings: dict[str, Any]) -> None:
-    """Write ``result.json`` under a temporary name and rename it (last step of a raster)."""
-    tmp = folder / f".{RECORD}.partial"
-    tmp.write_text(json.dumps({"outcome": asdict(outcome), "settings": settings}, indent=1),
-                   encoding="utf-8")
-    os.replace(tmp, folder / RECORD)
+    """Write ``result.json`` under a temporary name and publish it (last step of a raster);
+    raises OutputError."""
+    staging.write_text(folder / RECORD, json.dumps({"outcome": asdict(outcome),
+                                                    "settings": settings}, indent=1), "Record")
 
 
 def polygon_area_m2(path: Path) -> float:
@@ -133,6 +151,8 @@ def map_raster(raster: str, model: str, out_dir: str, name: str, settings: dict[
             is_canceled=is_canceled, **options)
         outcome.polygons = int(result.polygon_count)
         outcome.area_m2 = polygon_area_m2(paths["polygons"])
+        outcome.slope_dropped = int(result.slope_dropped_count)
+        outcome.slope_dropped_ha = float(result.slope_dropped_area_ha)
         outcome.status = DONE
     except CancelledError as exc:
         outcome.status, outcome.error = CANCELLED, one_line(exc)
@@ -147,6 +167,6 @@ def map_raster(raster: str, model: str, out_dir: str, name: str, settings: dict[
     else:
         try:
             write_record(folder, outcome, settings)
-        except OSError as exc:
-            outcome.status, outcome.error = FAILED, f"Record {folder / RECORD}: {exc}"
+        except (OSError, LandslideMapperError) as exc:
+            outcome.status, outcome.error = FAILED, one_line(exc)  # names the record
     return outcome

@@ -180,6 +180,30 @@ def resolve_base(base: str | None, messages: list[str]) -> tuple[Path | None, An
         f"{', '.join(sorted(x.stem for x in CONFIG_DIR.glob('*.yaml'))) or 'none'}).")
 
 
+def _without_absent_encoder_weights(config_path: Path, messages: list[str]) -> dict[str, Any]:
+    """``{"model": ...}`` starting the encoder from random weights when the base config names a
+    pretrained-weights file that is not on this machine (a bundled model's recipe reads them from
+    the project's shared folder, which an installed plugin does not have); else ``{}``."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    model = doc.get("model") if isinstance(doc, dict) else None
+    weights = model.get("encoder_weights") if isinstance(model, dict) else None
+    if not weights or str(weights).lower() == "imagenet":
+        return {}
+    path = Path(os.path.expandvars(os.path.expanduser(str(weights))))
+    path = path if path.is_absolute() else config_path.parent / path
+    if path.is_file():
+        return {}
+    messages.append(f"Config {config_path.name}: its encoder weights {path} are not on this "
+                    "machine; the encoder starts from random weights (set model.encoder_weights "
+                    "to a local copy, or to imagenet with internet access, to start from them).")
+    return {"model": dict(model, encoder_weights=None)}
+
+
 def build_config(chips_dir: Path, *, base: str | None = None, checkpoint: str | None = None,
                  name: str | None = None, epochs: int = 10, batch_size: int | None = None,
                  learning_rate: float | None = None, device: str | None = None,
@@ -239,6 +263,8 @@ def build_config(chips_dir: Path, *, base: str | None = None, checkpoint: str | 
             f"Model {contract.name} ships as ONNX only (no torch weights): training starts from "
             "scratch with its config's settings. Give a checkpoint (a run's best.pt) to start "
             "from trained weights.")
+    if config_path is not None and not checkpoint:
+        cfg.update(_without_absent_encoder_weights(config_path, messages))
     cfg["data"] = {"tile_size": int(snippet["data"]["tile_size"]),
                    "sources": snippet["data"]["sources"], "normalization": normalization,
                    "kfold": None}
