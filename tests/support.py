@@ -70,3 +70,12 @@ def write_polygons(path: str | Path, geoms, crs: str = UTM) -> Path:
         for i, g in enumerate(geoms):
             dst.write({"geometry": mapping(g), "properties": {"id": i}})
     return Path(path)
+
+
+def bright_model(path: str | Path) -> Path:
+    """A one-layer model ``bright``: logit = (r + g + b) / 30 - 10, so a pixel of value 200 in
+    all three bands is a landslide and one of value 10 is not."""
+    from landslide_mapper.core.models.dummy import build_dummy_model
+
+    build_dummy_model(path, weights=[1 / 30] * 3, bias=-10.0, name="bright")
+    return Path(path)

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from landslide_mapper.core.models.dummy import build_dummy_model
-from tests.support import make_raster
+from tests.support import bright_model, make_raster
 
 CLI = [sys.executable, "-m", "landslide_mapper.cli"]
 
@@ -36,10 +35,7 @@ def scene(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def model(tmp_path: Path) -> Path:
-    path = tmp_path / "bright.onnx"
-    # logit = (r + g + b) / 30 - 10: > 0 (landslide) for the squares (value 200), < 0 elsewhere
-    build_dummy_model(path, weights=[1 / 30] * 3, bias=-10.0, name="bright")
-    return path
+    return bright_model(tmp_path / "bright.onnx")
 
 
 def test_map_writes_all_three_outputs_with_areas(tmp_path, scene, model):

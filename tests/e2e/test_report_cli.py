@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landslide_mapper.core.models.dummy import build_dummy_model
-from tests.support import make_raster, shared_data
+from tests.support import bright_model, make_raster, shared_data
 
 CLI = [sys.executable, "-m", "landslide_mapper.cli"]
 
@@ -37,9 +36,7 @@ def scene(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def model(tmp_path: Path) -> Path:
-    path = tmp_path / "bright.onnx"
-    build_dummy_model(path, weights=[1 / 30] * 3, bias=-10.0, name="bright")
-    return path
+    return bright_model(tmp_path / "bright.onnx")
 
 
 def test_map_writes_a_report(tmp_path, scene, model):
